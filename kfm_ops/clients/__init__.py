@@ -1,0 +1,51 @@
+"""Service adapters: a registry of name → module, imported lazily.
+
+Each adapter module provides ``open(section, *, write) -> client``, ``ping(client)``,
+``version(client) -> str`` and ``close(client)``. Read clients are read-only by
+construction; write clients exist only behind a safety gate (:mod:`kfm_ops.hub`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from kfm_ops.errors import UsageError
+
+REGISTRY: dict[str, str] = {
+    "postgis": "kfm_ops.clients.postgis",
+    "graph": "kfm_ops.clients.graph",
+    "search": "kfm_ops.clients.search",
+    "cache": "kfm_ops.clients.cache",
+    "policy": "kfm_ops.clients.policy",
+    "llm": "kfm_ops.clients.llm",
+}
+
+
+def adapter(name: str) -> ModuleType:
+    """The adapter module for service ``name``."""
+    try:
+        return importlib.import_module(REGISTRY[name])
+    except KeyError:
+        raise UsageError(f"unknown service {name!r}", hint="known services: " + ", ".join(REGISTRY)) from None
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, secret-free reason naming the fault class (refused, timeout, auth, reset …)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    lowered = text.lower()
+    for needle, fault in (
+        ("refused", "connection refused"),
+        ("timed out", "timeout"),
+        ("timeout", "timeout"),
+        ("reset", "connection reset"),
+        ("authentication", "authentication failed"),
+        ("unauthorized", "authentication failed"),
+        ("wrongpass", "authentication failed"),
+        ("password", "authentication failed"),
+        ("eof", "connection closed"),
+        ("closed", "connection closed"),
+    ):
+        if needle in lowered:
+            return f"{fault} ({type(exc).__name__}: {text[:200]})"
+    return f"{type(exc).__name__}: {text[:200]}"

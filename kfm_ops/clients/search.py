@@ -1,0 +1,59 @@
+"""OpenSearch via opensearch-py. Read clients refuse every request that could write."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from opensearchpy import OpenSearch, Transport
+
+from kfm_ops.errors import ActionRefused
+from kfm_ops.settings import SearchSettings
+
+# Requests a read client may send besides GET/HEAD: searching, counting and the
+# point-in-time / scroll bookkeeping that streamed reads need.
+_READ_POSTS = re.compile(r"/(_search|_count|_msearch|_mget|_validate/query|_search/point_in_time|_search/scroll)$")
+_READ_DELETES = re.compile(r"/(_search/point_in_time|_search/scroll)(/.*)?$")
+
+
+class ReadOnlyTransport(Transport):
+    """A transport that refuses writes before they leave the process."""
+
+    def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        path = url.split("?", 1)[0]
+        if not (
+            method in ("GET", "HEAD")
+            or (method == "POST" and _READ_POSTS.search(path))
+            or (method == "DELETE" and _READ_DELETES.search(path))
+        ):
+            raise ActionRefused(
+                f"the search client of a check session is read-only: {method} {path} refused",
+                hint="writes to the search index go through kfm-maint actions",
+            )
+        return super().perform_request(method, url, *args, **kwargs)
+
+
+def open(section: SearchSettings, *, write: bool) -> OpenSearch:  # noqa: A001
+    auth = (section.username, section.password.get_secret_value()) if section.username and section.password else None
+    return OpenSearch(
+        hosts=[section.url],
+        http_auth=auth,
+        verify_certs=section.verify_certs,
+        timeout=section.query_timeout,
+        max_retries=0 if not write else 3,
+        retry_on_timeout=write,
+        transport_class=Transport if write else ReadOnlyTransport,
+    )
+
+
+def ping(client: OpenSearch) -> None:
+    client.info()
+
+
+def version(client: OpenSearch) -> str:
+    info = client.info()
+    return f"{info['version'].get('distribution', 'opensearch')} {info['version']['number']}"
+
+
+def close(client: OpenSearch) -> None:
+    client.close()

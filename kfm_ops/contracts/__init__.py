@@ -1,0 +1,49 @@
+"""The KFM contract files: what the harness expects of each store.
+
+The files ship inside the package (so an installed kfm-ops checks without this
+repo); ``KFM_CONTRACTS_DIR`` points the harness at a deployment's own copies.
+``docs/contracts.md`` explains every field.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kfm_ops.errors import UsageError
+
+BUILTIN = Path(__file__).resolve().parent
+NAMES = ("postgis", "search", "graph", "cache")
+
+
+def directory(override: Path | None = None) -> Path:
+    return Path(override) if override else BUILTIN
+
+
+@lru_cache(maxsize=32)
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"contract file {str(path)!r} not found", hint="check KFM_CONTRACTS_DIR") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"contract file {str(path)!r} is not valid JSON: {exc}") from None
+    return data
+
+
+def load(name: str, override: Path | None = None) -> dict[str, Any]:
+    """The contract called ``name`` (one of :data:`NAMES`)."""
+    if name not in NAMES:
+        raise UsageError(f"unknown contract {name!r}", hint="known contracts: " + ", ".join(NAMES))
+    return _read(directory(override) / f"{name}.json")
+
+
+def migrations(override: Path | None = None) -> list[Path]:
+    """The canonical-schema migrations, in the order they apply."""
+    return sorted((directory(override) / "postgis").glob("*.sql"))
+
+
+def policy_bundle(override: Path | None = None) -> Path:
+    return directory(override) / "policy"

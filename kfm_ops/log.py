@@ -1,0 +1,87 @@
+"""Structured logging: JSON lines (readable on a TTY), with run_id and redaction.
+
+Every event carries ``run_id``, ``environment`` and ``component``. The redaction
+processor runs last before rendering, so nothing reaches a handler unmasked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from kfm_ops.redact import redact, redact_obj
+
+_configured_run_id: str | None = None
+
+
+def new_run_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _redact_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    if "exception" in event:
+        event["exception"] = redact(str(event["exception"]))
+    return redact_obj(event)  # type: ignore[no-any-return]
+
+
+def configure(
+    *,
+    run_id: str,
+    environment: str,
+    component: str,
+    level: str = "info",
+    log_file: Path | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog once per process; later calls only rebind the context."""
+    global _configured_run_id
+    out: TextIO = stream or sys.stderr
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 — lives as long as the process
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False) if out.isatty() else structlog.processors.JSONRenderer(sort_keys=True)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_event,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(run_id=run_id, environment=environment, component=component)
+    _configured_run_id = run_id
+
+
+def get_logger(**bind: Any) -> Any:
+    return structlog.get_logger().bind(**bind)
+
+
+@contextmanager
+def timed(event: str, **fields: Any) -> Iterator[dict[str, Any]]:
+    """Log ``<event>.start`` and ``<event>.end`` with duration; yield a dict for counts."""
+    log = get_logger()
+    counts: dict[str, Any] = {}
+    log.info(f"{event}.start", **fields)
+    started = time.monotonic()
+    outcome = "failed"
+    try:
+        yield counts
+        outcome = "ok"
+    finally:
+        log.info(f"{event}.end", outcome=outcome, duration_s=round(time.monotonic() - started, 3), **fields, **counts)

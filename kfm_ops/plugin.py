@@ -1,0 +1,136 @@
+"""The kfm-ops pytest plugin (entry point ``pytest11: kfm_ops``).
+
+Options, markers, the report header with server versions, redaction of every
+report, and the public fixtures from :mod:`kfm_ops.fixtures`. It serves the
+checks in ``opschecks`` and any checks folder of a deployment's own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from kfm_ops import log
+from kfm_ops.errors import KfmError
+from kfm_ops.fixtures import (  # noqa: F401 — registered as fixtures by being here
+    HUB_KEY,
+    RUN_ID_KEY,
+    SERVICE_FIXTURES,
+    SETTINGS_KEY,
+    cache,
+    graph,
+    kfm_contract,
+    kfm_hub,
+    kfm_run_id,
+    kfm_settings,
+    kfm_writer,
+    llm,
+    policy,
+    postgis,
+    search,
+)
+from kfm_ops.hub import ServiceHub
+from kfm_ops.redact import redact, redact_obj
+from kfm_ops.settings import load_settings
+
+RISK_TIERS = ("low", "medium", "high")
+
+
+# Marker signatures: calling one with a mark's arguments validates them.
+def _risk(tier: str) -> None:
+    if tier not in RISK_TIERS:
+        raise ValueError(f"risk tier must be one of {', '.join(RISK_TIERS)}, got {tier!r}")
+
+
+def _proves(check: str) -> None:
+    if "::" not in check:
+        raise ValueError(f"proves() takes a check node id like 'opschecks/x.py::test_y', got {check!r}")
+
+
+def _kfm_writable(*stores: str) -> None:
+    pass
+
+
+MARKERS: dict[str, tuple[str, Any]] = {
+    "smoke": ("smoke: fast, cheap check run on every CI build and by `kfm-maint smoke`", None),
+    "risk": ("risk(tier): cost and impact tier of a check: 'low', 'medium' or 'high'", _risk),
+    "proves": ("proves(check_nodeid): this test injects the fault the named check targets", _proves),
+    "kfm_writable": ("kfm_writable(*stores): let this test use write-capable clients (kfm_writer)", _kfm_writable),
+    **{name: (f"{name}: touches the {name} service (added from the fixtures a test uses)", None)
+       for name in SERVICE_FIXTURES},
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kfm-ops")
+    group.addoption("--kfm-env-file", default=os.environ.get("KFM_ENV_FILE"),
+                    help="settings file with KFM_* variables (env: KFM_ENV_FILE; default .env)")
+    group.addoption("--kfm-require-all", action="store_true",
+                    default=os.environ.get("KFM_REQUIRE_ALL_SERVICES", "").lower() in ("1", "true", "yes"),
+                    help="fail, instead of skip, the checks of services that are not configured")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for help_text, _signature in MARKERS.values():
+        config.addinivalue_line("markers", help_text)
+    overrides = {"require_all_services": True} if config.getoption("kfm_require_all") else {}
+    try:
+        settings = load_settings(config.getoption("kfm_env_file"), **overrides)
+    except KfmError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    run_id = os.environ.get("KFM_RUN_ID") or log.new_run_id()
+    os.environ["KFM_RUN_ID"] = run_id  # xdist workers inherit the controller's run_id
+    log.configure(run_id=run_id, environment=settings.environment, component="opschecks",
+                  level=settings.log_level, log_file=settings.log_file)
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[RUN_ID_KEY] = run_id
+    config.stash[HUB_KEY] = ServiceHub(settings)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if HUB_KEY in config.stash:
+        config.stash[HUB_KEY].close()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash[SETTINGS_KEY]
+    lines = [f"kfm-ops: environment={settings.environment} run_id={config.stash[RUN_ID_KEY]}"]
+    return lines + ["  " + line for line in config.stash[HUB_KEY].status_lines()]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    errors = []
+    for item in items:
+        for mark in item.iter_markers():
+            signature = MARKERS.get(mark.name, (None, None))[1]
+            if signature is not None:
+                try:
+                    signature(*mark.args, **mark.kwargs)
+                except (TypeError, ValueError) as exc:
+                    errors.append(f"{item.nodeid}: @pytest.mark.{mark.name}: {exc}")
+        for name in SERVICE_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(name)
+    if errors:
+        raise pytest.UsageError("invalid markers:\n  " + "\n  ".join(errors))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    # Failure text and captured output pass through the redactor before any reporter sees them.
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        report.longrepr = redact(str(report.longrepr))
+    report.sections = [(title, redact(body)) for title, body in report.sections]
+    return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
+    redacted = redact_obj(json_report)
+    json_report.clear()
+    json_report.update(redacted)
+    json_report["kfm"] = {"run_id": os.environ.get("KFM_RUN_ID"), "command": "check"}
