@@ -1,0 +1,1 @@
+"""Contract checks: each store's live shape matches the KFM contract files."""

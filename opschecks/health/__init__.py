@@ -1,0 +1,1 @@
+"""Health checks: each service is reachable, current enough, and not in distress."""
