@@ -1,0 +1,36 @@
+-- devstack: roles, database, extension, schemas and grants of the local PostGIS.
+-- Run by devstack/stack as the superuser over the unix socket on every start; idempotent.
+-- psql variables: db, owner, owner_pw, reader, reader_pw.
+\set ON_ERROR_STOP on
+SET client_min_messages = warning;
+SET password_encryption = 'scram-sha-256';
+
+SELECT format('CREATE ROLE %I LOGIN', :'owner')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'owner') \gexec
+SELECT format('CREATE ROLE %I LOGIN', :'reader')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'reader') \gexec
+ALTER ROLE :"owner" LOGIN NOSUPERUSER NOCREATEROLE PASSWORD :'owner_pw';
+ALTER ROLE :"reader" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'reader_pw';
+ALTER ROLE :"reader" SET default_transaction_read_only = on;
+
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+
+\connect :"db"
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS postgis;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT CREATE, USAGE ON SCHEMA public TO :"owner";
+REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO :"owner";
+GRANT CONNECT ON DATABASE :"db" TO :"reader";
+
+CREATE SCHEMA IF NOT EXISTS kfm AUTHORIZATION :"owner";
+CREATE SCHEMA IF NOT EXISTS kfm_cache AUTHORIZATION :"owner";
+CREATE SCHEMA IF NOT EXISTS kfm_ops AUTHORIZATION :"owner";
+CREATE SCHEMA IF NOT EXISTS kfm_auth AUTHORIZATION :"owner";
+
+GRANT USAGE ON SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth TO :"reader";
+GRANT SELECT ON ALL TABLES IN SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth TO :"reader";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth
+  GRANT SELECT ON TABLES TO :"reader";
