@@ -40,10 +40,10 @@ class Intent:
 
 def database_environment(conn: psycopg.Connection) -> str | None:
     """The environment marker the database carries (``kfm_ops.environment``), if any."""
-    row = conn.execute(
-        "SELECT CASE WHEN to_regclass('kfm_ops.environment') IS NULL THEN NULL "
-        "ELSE (SELECT name FROM kfm_ops.environment) END"
-    ).fetchone()
+    exists = conn.execute("SELECT to_regclass('kfm_ops.environment') IS NOT NULL").fetchone()
+    if not (exists and exists[0]):
+        return None
+    row = conn.execute("SELECT name FROM kfm_ops.environment").fetchone()
     return row[0] if row else None
 
 

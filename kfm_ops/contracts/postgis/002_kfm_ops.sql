@@ -40,3 +40,11 @@ RETURNS geometry LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
                            floor(ST_X(c) / grid) * grid + grid, floor(ST_Y(c) / grid) * grid + grid, 4326)
     FROM (SELECT ST_Centroid(g) AS c) AS centroid
 $$;
+
+-- What `kfm-maint sample-data init` loaded (dev and staging only), so a re-run is a no-op.
+CREATE TABLE IF NOT EXISTS kfm_ops.sample_catalog (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    seed       integer NOT NULL,
+    items      integer NOT NULL,
+    loaded_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,152 @@
+"""``kfm-maint reindex --targets graph``: upsert the knowledge graph from the canonical store.
+
+Batched ``UNWIND`` + ``MERGE`` on the constrained keys. An item whose content_hash
+is unchanged is not touched, so a second run changes nothing. Nodes that are no
+longer in the canonical store are only counted, unless ``--prune`` (which, in
+production, sits behind the confirm gate like every write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import Any
+
+from kfm_ops import contracts
+from kfm_ops.consistency import canonical_pairs, compare, graph_pairs
+from kfm_ops.hub import ServiceHub
+from maintenance.actions.derive import grid_degrees, published_count, record_watermark, run_id_of, stream_rows
+from maintenance.runner import Plan
+
+DATASETS_SQL = """
+SELECT id, title, license, publisher,
+       encode(sha256(convert_to(concat_ws('|', id, title, license, publisher), 'UTF8')), 'hex') AS content_hash
+FROM kfm.datasets WHERE status = 'published' ORDER BY id
+"""
+ACTIVITIES_SQL = """
+SELECT DISTINCT a.id, a.label, a.software, a.version FROM kfm.prov_activities a
+JOIN kfm.prov_links l ON l.subject = a.id AND l.relation = 'used'
+JOIN kfm.datasets d ON d.id = l.object AND d.status = 'published' ORDER BY a.id
+"""
+UPSERT_ITEMS = """
+UNWIND $rows AS r
+MERGE (i:Item {id: r.id})
+WITH i, r WHERE i.content_hash IS NULL OR i.content_hash <> r.content_hash
+OPTIONAL MATCH (i)-[old]->()
+DELETE old
+WITH DISTINCT i, r
+SET i.dataset_id = r.dataset_id, i.title = r.title, i.sensitivity = r.sensitivity,
+    i.geometry_wkt = r.geometry_wkt, i.content_hash = r.content_hash, i.updated_at = r.updated_at
+RETURN collect(r.id) AS changed
+"""
+LINK_ITEMS = """
+UNWIND $rows AS r
+MATCH (i:Item {id: r.id})
+MATCH (d:Dataset {id: r.dataset_id})
+MERGE (i)-[:IN_DATASET]->(d)
+WITH i, r
+CALL { WITH i, r MATCH (a:Activity {id: r.generated_by}) MERGE (i)-[:WAS_GENERATED_BY]->(a) }
+CALL { WITH i, r UNWIND r.places AS pid MATCH (p:Place {id: pid}) MERGE (i)-[:LOCATED_IN]->(p) }
+CALL { WITH i, r UNWIND r.derived_from AS src MATCH (s:Item {id: src}) MERGE (i)-[:WAS_DERIVED_FROM]->(s) }
+"""
+
+
+def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(islice(rows, size)):
+        yield batch
+
+
+def ensure_constraints(handle: Any, contract: dict[str, Any]) -> int:
+    existing = {r["name"] for r in handle.run("SHOW CONSTRAINTS YIELD name RETURN name")}
+    created = 0
+    for c in contract["constraints"]:
+        if c["name"] not in existing:
+            handle.run(f"CREATE CONSTRAINT {c['name']} IF NOT EXISTS FOR (n:{c['label']}) "
+                       f"REQUIRE n.{c['property']} IS UNIQUE")
+            created += 1
+    return created
+
+
+class SyncGraph:
+    name = "sync-graph"
+    stores = ("graph",)
+    verify_markers = "graph"
+
+    def __init__(self, *, prune: bool = False, batch: int = 2000) -> None:
+        self.prune = prune
+        self.batch = batch
+
+    def plan(self, hub: ServiceHub) -> Plan:
+        reader = hub.client("postgis")
+        count, newest = published_count(reader)
+        diff = compare(canonical_pairs(reader), graph_pairs(hub.client("graph")), store="graph",
+                       first_n=hub.settings.checks.first_n)
+        where = hub.settings.graph.where if hub.settings.graph else "?"
+        return Plan(
+            what=f"upsert {diff.missing + diff.stale} of {count} published items into the graph"
+            + (f", delete {diff.orphaned} orphaned items" if self.prune else ""),
+            where=[f"graph {where}: labels Dataset, Item, Place, Activity"],
+            how_much={"published": count, "missing": diff.missing, "stale": diff.stale, "orphaned": diff.orphaned,
+                      "prune": self.prune},
+            rollback="the graph is derived: re-run after restoring the canonical store, or restore a graph backup",
+            steps=["create missing contract constraints", "upsert datasets, activities, places",
+                   "upsert changed items and their relationships in batches",
+                   "delete orphaned items" if self.prune else "count orphaned items (no --prune)",
+                   "record the sync watermark"],
+            details={"nothing_to_do": diff.clean and newest is not None,
+                     "orphan_ids": diff.orphaned_ids},
+        )
+
+    def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
+        graph = hub.writer("graph")
+        reader = hub.client("postgis")
+        control = hub.writer("postgis")
+        grid = grid_degrees(hub)
+        constraints = ensure_constraints(graph, contracts.load("graph", hub.settings.contracts_dir))
+        total, watermark = published_count(reader)
+        datasets = [dict(zip(("id", "title", "license", "publisher", "content_hash"), r, strict=True))
+                    for r in reader.execute(DATASETS_SQL)]
+        graph.run("UNWIND $rows AS r MERGE (d:Dataset {id: r.id}) SET d += r", rows=datasets)
+        activities = [dict(zip(("id", "label", "software", "version"), r, strict=True))
+                      for r in reader.execute(ACTIVITIES_SQL)]
+        graph.run("UNWIND $rows AS r MERGE (a:Activity {id: r.id}) SET a += r", rows=activities)
+        places = [{"id": r[0], "name": r[1], "kind": r[2]} for r in reader.execute("SELECT id, name, kind FROM kfm.places")]
+        graph.run("UNWIND $rows AS r MERGE (p:Place {id: r.id}) SET p += r", rows=places)
+
+        changed = seen = 0
+        for batch in _batches(stream_rows(reader, grid, links=True), self.batch):
+            rows = [{**r, "updated_at": r["updated_at"].isoformat(), "derived_from": list(r["derived_from"]),
+                     "places": list(r["places"])} for r in batch]
+            for key in ("start_datetime", "end_datetime", "geometry", "body"):
+                for r in rows:
+                    r.pop(key, None)
+            ids = set(graph.run(UPSERT_ITEMS, rows=rows)[0]["changed"])
+            if ids:
+                graph.run(LINK_ITEMS, rows=[r for r in rows if r["id"] in ids])
+            changed += len(ids)
+            seen += len(rows)
+            progress("graph items", seen, total)
+
+        pending: list[str] = []
+
+        def delete_orphan(item_id: str) -> None:
+            pending.append(item_id)
+            if len(pending) >= self.batch:
+                self._delete(graph, pending)
+
+        diff = compare(canonical_pairs(reader), graph_pairs(graph), store="graph",
+                       on_orphan=delete_orphan if self.prune else None)
+        if self.prune:
+            self._delete(graph, pending)
+            graph.run("MATCH (d:Dataset) WHERE NOT d.id IN $ids DETACH DELETE d", ids=[d["id"] for d in datasets])
+        record_watermark(control, "graph", watermark, run_id_of(control))
+        return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
+                "orphans_left": 0 if self.prune else diff.orphaned,
+                "orphans_deleted": diff.orphaned if self.prune else 0}
+
+    @staticmethod
+    def _delete(graph: Any, ids: list[str]) -> None:
+        """Delete a page of orphans; the list is emptied for reuse."""
+        if ids:
+            graph.run("UNWIND $ids AS id MATCH (i:Item {id: id}) DETACH DELETE i", ids=ids)
+            ids.clear()

@@ -1,0 +1,211 @@
+"""``kfm-maint reindex --targets search`` (blue/green) and ``kfm-maint reindex rollback``.
+
+build a new versioned index → stream + bulk-load → catch up from the watermark →
+refresh → verify against the canonical set → swap the alias in one ``_aliases``
+call → prune. Until the swap nothing that readers use is touched; a failure at any
+step deletes only the half-built index and names the step. Each index carries its
+state in ``_meta.kfm`` (building → verified), so rollback only ever goes back to a
+verified index and prune clears what a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+
+from kfm_ops import contracts
+from kfm_ops.consistency import canonical_pairs, compare, search_pairs
+from kfm_ops.errors import ActionFailed
+from kfm_ops.hub import ServiceHub
+from maintenance.actions.derive import (
+    grid_degrees,
+    published_count,
+    record_watermark,
+    run_id_of,
+    search_document,
+    stream_rows,
+)
+from maintenance.runner import Plan
+
+CATCH_UP_MARGIN = timedelta(minutes=5)  # covers writers whose transactions began before our snapshot
+
+
+def _contract(hub: ServiceHub) -> dict[str, Any]:
+    return contracts.load("search", hub.settings.contracts_dir)
+
+
+def index_state(client: OpenSearch, prefix: str) -> tuple[dict[str, dict[str, Any]], int]:
+    """({index: its _meta.kfm}, the next version number) of the versioned indices."""
+    found = client.indices.get(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
+    metas, versions = {}, [0]
+    for name, body in found.items():
+        metas[name] = (body.get("mappings", {}).get("_meta") or {}).get("kfm", {})
+        match = re.fullmatch(re.escape(prefix) + r"(\d+)", name)
+        if match:
+            versions.append(int(match.group(1)))
+    return metas, max(versions) + 1
+
+
+def live_indices(client: OpenSearch, alias: str) -> list[str]:
+    if not client.indices.exists_alias(name=alias):
+        return []
+    return sorted(client.indices.get_alias(name=alias))
+
+
+def _version(name: str, prefix: str) -> int:
+    match = re.fullmatch(re.escape(prefix) + r"(\d+)", name)
+    return int(match.group(1)) if match else -1
+
+
+class ReindexSearch:
+    name = "reindex-search"
+    stores = ("search",)
+    verify_markers = "search"
+
+    def __init__(self, *, keep: int = 2, chunk_size: int = 1000, threads: int = 2) -> None:
+        self.keep = keep
+        self.chunk_size = chunk_size
+        self.threads = threads
+
+    def plan(self, hub: ServiceHub) -> Plan:
+        contract = _contract(hub)
+        alias, prefix = contract["alias"], contract["index_prefix"]
+        client = hub.client("search")
+        live = live_indices(client, alias)
+        metas, next_version = index_state(client, prefix)
+        count, newest = published_count(hub.client("postgis"))
+        new_index = f"{prefix}{next_version:04d}"
+        where = hub.settings.search.where if hub.settings.search else "?"
+        return Plan(
+            what=f"build {new_index} from {count} published items, verify, swap alias {alias}",
+            where=[f"search {where}: alias {alias} (now → {', '.join(live) or 'nothing'})"],
+            how_much={"documents": count, "live_index": ",".join(live) or None, "existing_indices": len(metas)},
+            rollback=f"`kfm-maint reindex rollback` points {alias} back at {live[0] if live else 'nothing'}",
+            steps=[f"create {new_index} (contract mapping, refresh off)", "stream + bulk-load published items",
+                   "catch up writes since the scan watermark", "refresh and verify count + content hashes",
+                   f"swap alias {alias} atomically", f"prune to the newest {self.keep} verified indices"],
+            details={"alias": alias, "prefix": prefix, "new_index": new_index, "live": live,
+                     "newest_update": newest.isoformat() if newest else None},
+        )
+
+    def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
+        d = plan.details
+        client: OpenSearch = hub.writer("search")
+        reader = hub.client("postgis")
+        control = hub.writer("postgis")
+        run_id = run_id_of(control)
+        contract = _contract(hub)
+        grid = grid_degrees(hub)
+        new = d["new_index"]
+        step = "create"
+        try:
+            body = {"settings": {**contract["settings"], "refresh_interval": "-1"},
+                    "mappings": {**contract["mappings"], "_meta": {"kfm": {"state": "building", "run_id": run_id}}}}
+            client.indices.create(index=new, body=body)
+            step = "bulk"
+            total, watermark = published_count(reader)
+            scan_start = reader.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            loaded = self._bulk(client, new, stream_rows(reader, grid), progress, total)
+            step = "catch-up"
+            caught_up = self._bulk(client, new, stream_rows(reader, grid, since=scan_start - CATCH_UP_MARGIN),
+                                   progress, None)
+            step = "refresh"
+            client.indices.put_settings(index=new, body={"index": {"refresh_interval":
+                                                                   contract["settings"]["refresh_interval"]}})
+            client.indices.refresh(index=new)
+            step = "verify"
+            diff = compare(canonical_pairs(reader), search_pairs(client, new), store=f"search index {new}",
+                           first_n=hub.settings.checks.first_n)
+            if not diff.clean:
+                raise ActionFailed(self.name, "verify", diff.summary(),
+                                   hint="the live alias was not touched; re-run when the canonical store is quiet")
+            client.indices.put_mapping(index=new, body={"_meta": {"kfm": {"state": "verified", "run_id": run_id}}})
+            step = "swap"
+            actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": d["alias"]}} for old in d["live"]]
+            actions.append({"add": {"index": new, "alias": d["alias"]}})
+            client.indices.update_aliases(body={"actions": actions})
+        except ActionFailed:
+            self._discard(client, new)
+            raise
+        except Exception as exc:
+            self._discard(client, new)
+            raise ActionFailed(self.name, step, f"{type(exc).__name__}: {exc}",
+                               hint=f"alias {d['alias']} and its live index were left untouched") from None
+        record_watermark(control, "search", watermark, run_id)
+        pruned = prune(client, d["alias"], d["prefix"], self.keep)
+        return {"index": new, "documents_loaded": loaded, "caught_up": caught_up, "verified": diff.compared,
+                "previous": ",".join(d["live"]) or None, "pruned": len(pruned)}
+
+    def _bulk(self, client: OpenSearch, index: str, rows: Iterator[dict[str, Any]],
+              progress: Callable[[str, int, int | None], None], total: int | None) -> int:
+        def actions() -> Iterator[dict[str, Any]]:
+            for row in rows:
+                yield {"_op_type": "index", "_index": index, "_id": row["id"], "_source": search_document(row)}
+
+        done = 0
+        for ok, info in helpers.parallel_bulk(client, actions(), thread_count=self.threads,
+                                              chunk_size=self.chunk_size, raise_on_error=False,
+                                              raise_on_exception=True, queue_size=2):
+            if not ok:
+                raise ActionFailed(self.name, "bulk", f"a document was rejected: {str(info)[:300]}")
+            done += 1
+            if done % 5000 == 0:
+                progress("search documents", done, total)
+        return done
+
+    @staticmethod
+    def _discard(client: OpenSearch, index: str) -> None:
+        try:
+            client.indices.delete(index=index, ignore_unavailable=True)
+        except Exception:  # noqa: BLE001,S110 — prune removes it next time
+            pass
+
+
+def prune(client: OpenSearch, alias: str, prefix: str, keep: int) -> list[str]:
+    """Delete leftovers of killed runs and all but the newest ``keep`` verified indices."""
+    live = set(live_indices(client, alias))
+    metas, _ = index_state(client, prefix)
+    verified = sorted((n for n, m in metas.items() if m.get("state") == "verified" or n in live),
+                      key=lambda n: _version(n, prefix), reverse=True)
+    keep_set = live | set(verified[:keep])
+    doomed = sorted(n for n in metas if n not in keep_set)
+    for name in doomed:
+        client.indices.delete(index=name, ignore_unavailable=True)
+    return doomed
+
+
+class RollbackSearch:
+    name = "reindex-rollback"
+    stores = ("search",)
+    verify_markers = ""  # the canonical store may have moved on since; rollback's own check is the alias
+
+    def plan(self, hub: ServiceHub) -> Plan:
+        contract = _contract(hub)
+        alias, prefix = contract["alias"], contract["index_prefix"]
+        client = hub.client("search")
+        live = live_indices(client, alias)
+        metas, _ = index_state(client, prefix)
+        current = max((_version(n, prefix) for n in live), default=-1)
+        candidates = sorted((n for n, m in metas.items()
+                             if m.get("state") == "verified" and _version(n, prefix) < current),
+                            key=lambda n: _version(n, prefix))
+        if not candidates:
+            raise ActionFailed(self.name, "plan", f"no verified index older than {', '.join(live) or 'nothing'}",
+                               hint="nothing to roll back to; run `kfm-maint reindex --targets search`")
+        target = candidates[-1]
+        return Plan(what=f"point alias {alias} back at {target}", where=[f"search alias {alias}"],
+                    how_much={"from": ",".join(live), "to": target},
+                    rollback="`kfm-maint reindex --targets search` rebuilds a fresh index",
+                    steps=[f"swap alias {alias} → {target} atomically"],
+                    details={"alias": alias, "live": live, "target": target})
+
+    def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
+        d = plan.details
+        actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": d["alias"]}} for old in d["live"]]
+        actions.append({"add": {"index": d["target"], "alias": d["alias"]}})
+        hub.writer("search").indices.update_aliases(body={"actions": actions})
+        return {"alias": d["alias"], "now": d["target"], "was": ",".join(d["live"])}

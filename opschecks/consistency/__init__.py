@@ -1,0 +1,1 @@
+"""Cross-store consistency: the derived stores match the canonical store, and are fresh."""

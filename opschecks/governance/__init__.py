@@ -1,0 +1,1 @@
+"""Governance checks: the policy gate, provenance and sensitivity rules hold in every store."""

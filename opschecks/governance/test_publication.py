@@ -1,0 +1,116 @@
+"""Publication rules: STAC gate, provenance completeness, dataset licensing, audit ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kfm_ops.checks_support import expect, fail_with
+from kfm_ops.settings import Settings
+
+GATE_BATCH = 500
+
+
+def _where(settings: Settings, service: str, thing: str) -> str:
+    section = settings.section(service)
+    return f"{service} {section.where if section else '?'} {thing}"
+
+
+@pytest.mark.risk("medium")
+def test_published_items_pass_stac_gate(postgis: Any, policy: Any, kfm_settings: Settings) -> None:
+    """Every published item passes the STAC item gate of the live OPA policy (batched)."""
+    denied: list[str] = []
+    reasons: set[str] = set()
+    checked = 0
+    with postgis.transaction(), postgis.cursor(name="kfm_stac_gate") as cur:
+        cur.itersize = GATE_BATCH
+        cur.execute("SELECT i.id, i.stac FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id "
+                    "WHERE d.status = 'published' ORDER BY i.id")
+        while rows := cur.fetchmany(GATE_BATCH):
+            result = policy.data("kfm/stac/batch", {"items": [r[1] for r in rows]})
+            for item_id, _stac in rows:
+                decision = result.get(item_id) or {"allow": False, "deny": ["no decision returned"]}
+                if not decision.get("allow"):
+                    denied.append(item_id)
+                    reasons.update(decision.get("deny", [])[:3])
+            checked += len(rows)
+    expect(checked > 0, "no published items to check", _where(kfm_settings, "postgis", "kfm.items"),
+           hint="load the catalog (dev: kfm-maint sample-data init)")
+    expect(not denied, f"{len(denied)} of {checked} published items fail the STAC gate "
+           f"({'; '.join(sorted(reasons)[:5])})", _where(kfm_settings, "policy", "data.kfm.stac.batch"),
+           denied, "fix the items in the pipelines and re-publish; the gate is in kfm_ops/contracts/policy",
+           first_n=kfm_settings.checks.first_n)
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("low")
+def test_published_items_were_generated_by_an_activity(postgis: Any, kfm_settings: Settings) -> None:
+    """Every published item has a wasGeneratedBy link to an existing PROV activity."""
+    rows = postgis.execute(
+        "SELECT i.id FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id AND d.status = 'published' "
+        "WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a.id = l.object "
+        "                  WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy') ORDER BY i.id LIMIT %s",
+        (kfm_settings.checks.first_n,)).fetchall()
+    if rows:
+        total = postgis.execute(
+            "SELECT count(*) FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id AND d.status = 'published' "
+            "WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a.id = l.object "
+            "                  WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')").fetchone()[0]
+        fail_with("published items without a generating PROV activity",
+                  _where(kfm_settings, "postgis", "kfm.prov_links (wasGeneratedBy)"), [r[0] for r in rows],
+                  "provenance comes from the pipelines: re-run the item's pipeline to record it",
+                  total=total, first_n=kfm_settings.checks.first_n)
+
+
+DANGLING_SQL = """
+SELECT l.relation || ' ' || l.subject || ' -> ' || l.object FROM kfm.prov_links l
+WHERE NOT EXISTS (SELECT 1 FROM kfm.items e WHERE e.id = l.subject)
+  AND NOT EXISTS (SELECT 1 FROM kfm.datasets e WHERE e.id = l.subject)
+  AND NOT EXISTS (SELECT 1 FROM kfm.prov_activities e WHERE e.id = l.subject)
+   OR (l.relation IN ('wasDerivedFrom', 'used')
+       AND NOT EXISTS (SELECT 1 FROM kfm.items e WHERE e.id = l.object)
+       AND NOT EXISTS (SELECT 1 FROM kfm.datasets e WHERE e.id = l.object))
+   OR (l.relation = 'wasGeneratedBy' AND NOT EXISTS (SELECT 1 FROM kfm.prov_activities e WHERE e.id = l.object))
+ORDER BY 1
+"""
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("low")
+def test_no_dangling_provenance(postgis: Any, kfm_settings: Settings) -> None:
+    """Every PROV link joins existing entities and activities (wasDerivedFrom, used, wasGeneratedBy)."""
+    rows = postgis.execute(DANGLING_SQL).fetchall()
+    expect(not rows, f"{len(rows)} PROV links point at entities that do not exist",
+           _where(kfm_settings, "postgis", "kfm.prov_links"), [r[0] for r in rows],
+           "fix the provenance records in the pipelines (kfm-ops never edits the canonical store)",
+           first_n=kfm_settings.checks.first_n)
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("low")
+def test_published_datasets_have_license_and_publisher(postgis: Any, kfm_settings: Settings) -> None:
+    """Every published dataset names a license and a publisher."""
+    rows = postgis.execute(
+        "SELECT id FROM kfm.datasets WHERE status = 'published' "
+        "AND (coalesce(btrim(license), '') = '' OR coalesce(btrim(publisher), '') = '') ORDER BY id").fetchall()
+    expect(not rows, "published datasets without a license or publisher",
+           _where(kfm_settings, "postgis", "kfm.datasets"), [r[0] for r in rows],
+           "add the DCAT license/publisher in the catalog pipeline, or unpublish the dataset",
+           first_n=kfm_settings.checks.first_n)
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("low")
+def test_every_maintenance_run_has_an_end_record(postgis: Any, kfm_settings: Settings) -> None:
+    """No audit-ledger run is left without an end record (except runs still alive)."""
+    rows = postgis.execute(
+        "SELECT l.run_id::text || ' (' || l.action || ', started ' || l.started_at || ')' "
+        "FROM kfm_ops.audit_ledger l WHERE l.ended_at IS NULL AND NOT EXISTS ("
+        "  SELECT 1 FROM pg_stat_activity a WHERE a.application_name LIKE 'kfm-maint/' || l.run_id || '/%') "
+        "ORDER BY l.started_at").fetchall()
+    expect(not rows, "maintenance runs without an end record (killed mid-run?)",
+           _where(kfm_settings, "postgis", "kfm_ops.audit_ledger"), [r[0] for r in rows],
+           "the next run of any kfm-maint action marks them aborted; check what they left with `kfm-maint check`",
+           first_n=kfm_settings.checks.first_n)
+
