@@ -77,12 +77,15 @@ def expect(condition: Any, what: str, where: str, ids: Iterable[Any] = (), hint:
 def service_errors(what: str, where: str, hint: str = "") -> Iterator[None]:
     """Turn a driver error inside the block into a check failure naming ``what`` and ``where``."""
     __tracebackhide__ = True
+    reason = ""
     try:
         yield
     except pytest.fail.Exception:
         raise
     except Exception as exc:  # noqa: BLE001 — any driver error is a failed check, named
-        fail_with(f"{what}: {describe(exc)}", where, hint=hint)
+        reason = describe(exc)
+    if reason:  # failed outside the except block: the report shows no chained driver traceback
+        fail_with(f"{what}: {reason}", where, hint=hint)
 
 
 def call(what: str, where: str, fn: Callable[..., Any], *args: Any, hint: str = "", **kwargs: Any) -> Any:
