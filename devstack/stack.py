@@ -890,6 +890,8 @@ class Neo4j(Service):
             "server.memory.heap.max_size=1g\n"
             "server.memory.pagecache.size=256m\n"
             "dbms.memory.transaction.total.max=256m\n"
+            "db.tx_log.preallocate=false\n"
+            "db.tx_log.rotation.size=64M\n"
             "dbms.security.auth_enabled=true\n"
             "dbms.usage_report.enabled=false\n"
         )
