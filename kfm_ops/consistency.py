@@ -99,7 +99,7 @@ def canonical_pairs(conn: psycopg.Connection, *, batch: int = 10_000) -> Iterato
 
 def search_pairs(client: Any, index: str, *, batch: int = 10_000, keep_alive: str = "2m") -> Iterator[Pair]:
     """Documents of ``index``, id-ordered, via point-in-time + search_after."""
-    pit = client.create_point_in_time(index=index, keep_alive=keep_alive)["pit_id"]
+    pit = client.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"]
     try:
         after: list[Any] | None = None
         while True:
@@ -119,7 +119,7 @@ def search_pairs(client: Any, index: str, *, batch: int = 10_000, keep_alive: st
                 yield hit["_source"]["id"], hit["_source"].get("content_hash", "")
             after = hits[-1]["sort"]
     finally:
-        client.delete_point_in_time(body={"pit_id": [pit]})
+        client.delete_pit(body={"pit_id": [pit]})
 
 
 def graph_pairs(handle: Any, *, batch: int = 10_000) -> Iterator[Pair]:

@@ -51,7 +51,8 @@ def check_intent(intent: Intent, *, settings_environment: str, database_marker: 
     """Return the environment the action targets, or raise :class:`ActionRefused`."""
     if intent.environment and intent.environment != settings_environment:
         raise ActionRefused(
-            f"--environment {intent.environment} disagrees with the settings (KFM_ENVIRONMENT={settings_environment})",
+            f"--environment {intent.environment} disagrees with the settings "
+            f"(KFM_ENVIRONMENT={settings_environment})",
             hint="point the settings at the environment you mean, or fix --environment",
         )
     if database_marker and database_marker != settings_environment:
@@ -63,7 +64,8 @@ def check_intent(intent: Intent, *, settings_environment: str, database_marker: 
     if target == "production" and not (intent.environment == "production" and intent.confirm == CONFIRM_WORD):
         raise ActionRefused(
             f"{intent.action} targets production",
-            hint=f"re-run with --environment production --confirm {CONFIRM_WORD} (after reading the plan with --dry-run)",
+            hint=f"re-run with --environment production --confirm {CONFIRM_WORD} "
+            "(after reading the plan with --dry-run)",
         )
     if intent.confirm and intent.confirm != CONFIRM_WORD:
         raise ActionRefused(f"--confirm {intent.confirm!r} is not the confirmation word",

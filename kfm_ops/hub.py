@@ -11,6 +11,7 @@ with the same clear message instead of waiting out the timeout again.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -67,10 +68,8 @@ class ServiceHub:
                 raise
             except Exception as exc:  # noqa: BLE001 — any driver error means "unreachable"
                 if client is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # best effort on a broken client
                         module.close(client)
-                    except Exception:  # noqa: BLE001,S110 — best effort on a broken client
-                        pass
                 error = ServiceUnavailable(name, section.where, describe(exc))
                 self._failures[key] = error
                 raise error from None
@@ -101,8 +100,6 @@ class ServiceHub:
     def close(self) -> None:
         with self._lock:
             for (name, _write), client in self._clients.items():
-                try:
+                with contextlib.suppress(Exception):  # closing is best effort
                     adapter(name).close(client)
-                except Exception:  # noqa: BLE001,S110 — closing is best effort
-                    pass
             self._clients.clear()

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,7 +26,7 @@ def new_run_id() -> str:
     return str(uuid.uuid4())
 
 
-def _redact_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     if "exception" in event:
         event["exception"] = redact(str(event["exception"]))
     return redact_obj(event)  # type: ignore[no-any-return]
@@ -47,9 +47,8 @@ def configure(
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 — lives as long as the process
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if out.isatty() else structlog.processors.JSONRenderer(sort_keys=True)
-    )
+    renderer: Any = (structlog.dev.ConsoleRenderer(colors=False) if out.isatty()
+                     else structlog.processors.JSONRenderer(sort_keys=True))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -55,9 +55,10 @@ class ServiceSettings(BaseModel):
     @property
     def where(self) -> str:
         """host:port of the service, for messages (never user-info)."""
-        url = getattr(self, "url", None) or getattr(self, "dsn", "")
+        url = str(getattr(self, "url", None) or getattr(self, "dsn", ""))
         parts = urlsplit(url)
-        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        host = parts.hostname or "?"
+        return f"{host}:{parts.port}" if parts.port else host
 
 
 class PostgisSettings(ServiceSettings):
@@ -206,7 +207,7 @@ class Settings(BaseSettings):
         )
 
     def section(self, service: str) -> ServiceSettings | None:
-        if service not in SERVICES + ("api",):
+        if service not in (*SERVICES, "api"):
             raise UsageError(f"unknown service {service!r}", hint="known services: " + ", ".join(SERVICES))
         section: ServiceSettings | None = getattr(self, service)
         return section
@@ -215,10 +216,10 @@ class Settings(BaseSettings):
         return [name for name in SERVICES if getattr(self, name) is not None]
 
     def secret_values(self) -> list[str]:
-        return [s for name in SERVICES + ("api",) if (sec := getattr(self, name)) for s in sec.secrets()]
+        return [s for name in (*SERVICES, "api") if (sec := getattr(self, name)) for s in sec.secrets()]
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:
     loc = [str(p) for p in error["loc"]]
     var = "KFM_" + "__".join(p.upper() for p in loc)
     msg = error["msg"].removeprefix("Value error, ")

@@ -27,6 +27,8 @@ ENVIRONMENTS = ("dev", "staging", "production")
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors become :class:`UsageError`: one line, exit 2, no usage dump."""
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
@@ -55,7 +57,7 @@ def _count(lo: int, hi: int) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     g = common.add_argument_group("global options (before or after the command)")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document on stdout")
     g.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
@@ -96,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated: search,graph (required for run)")
     ri.add_argument("--keep", type=_count(1, 50), default=2, help="search indices to keep, live one included")
     ri.add_argument("--prune", action="store_true", help="graph: delete nodes that are not in the canonical store")
+    ri.add_argument("--force", action="store_true", help="search: rebuild even when the live index is current")
 
     ca = sub.add_parser("cache", parents=[common], help="the derived cache")
     ca_sub = ca.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
@@ -143,7 +146,7 @@ def _build_action(args: argparse.Namespace) -> Any:
         raise UsageError("reindex needs --targets", hint="e.g. --targets search,graph")
     from maintenance.actions.composite import Composite
 
-    parts = {"search": lambda: action_class("reindex-search")(keep=args.keep),
+    parts = {"search": lambda: action_class("reindex-search")(keep=args.keep, force=args.force),
              "graph": lambda: action_class("sync-graph")(prune=args.prune)}
     chosen = [parts[t]() for t in args.targets]
     return chosen[0] if len(chosen) == 1 else Composite("reindex", chosen)

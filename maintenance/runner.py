@@ -54,7 +54,9 @@ class Action(Protocol):
 
     def plan(self, hub: ServiceHub) -> Plan: ...
 
-    def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]: ...
+    def apply(
+        self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]
+    ) -> dict[str, Any]: ...
 
 
 class Interrupted(KfmError):
@@ -98,7 +100,7 @@ def run(action: Action, ctx: RunContext) -> int:
     return int(code)
 
 
-def _step(report: Report, action: str, step: str) -> Callable[[float, str, str], None]:
+def _step(report: Report, action: str, step: str) -> Callable[..., None]:
     def done(started: float, outcome: str = "passed", longrepr: str = "") -> None:
         report.add(f"kfm-maint::{action}::{step}", outcome, time.monotonic() - started, longrepr=longrepr)
     return done
@@ -134,10 +136,11 @@ def _run(action: Action, ctx: RunContext, hub: ServiceHub, report: Report) -> Ex
         t = time.monotonic()
         try:
             counts = action.apply(hub, plan, ctx.out.progress)
-        except BaseException as exc:  # record every way an apply can end, then re-raise ours
+        except BaseException as exc:  # noqa: BLE001 — record every way an apply can end, then re-raise ours
             if isinstance(exc, KeyboardInterrupt):
                 exc = Interrupted("interrupted", hint="the live state was left as it was; re-run to converge")
-            error = exc if isinstance(exc, KfmError) else ActionFailed(action.name, "apply", f"{type(exc).__name__}: {exc}")
+            error = exc if isinstance(exc, KfmError) else ActionFailed(action.name, "apply",
+                                                                       f"{type(exc).__name__}: {exc}")
             ledger.end("aborted" if isinstance(error, Interrupted) else "failed", counts, str(error))
             _step(report, action.name, "apply")(t, "failed", str(error))
             raise error from None
@@ -184,6 +187,7 @@ def verify(markers: str, run_id: str) -> dict[str, Any]:
         proc = subprocess.run(cmd, env={**os.environ, "KFM_RUN_ID": run_id}, capture_output=True, text=True,
                               check=False)
         if not path.exists():
-            raise ActionFailed("verify", "verify", f"the verification checks did not run (pytest exit {proc.returncode})")
+            raise ActionFailed("verify", "verify",
+                               f"the verification checks did not run (pytest exit {proc.returncode})")
         data: dict[str, Any] = json.loads(path.read_text())
         return data

@@ -40,6 +40,7 @@ def open(section: GraphSettings, *, write: bool) -> GraphHandle:  # noqa: A001
         max_transaction_retry_time=section.connect_timeout,
         max_connection_pool_size=4,
         user_agent="kfm-ops",
+        notifications_min_severity="OFF",  # server hints ("label does not exist") are not our output
     )
     return GraphHandle(driver, section.database, write=write, timeout=section.query_timeout)
 

@@ -79,7 +79,7 @@ class OllamaClient(LlmClient):
 FLAVOURS: dict[str, type[LlmClient]] = {"openai": OpenAIClient, "ollama": OllamaClient}
 
 
-def open(section: LlmSettings, *, write: bool) -> LlmClient:  # noqa: A001, ARG001
+def open(section: LlmSettings, *, write: bool) -> LlmClient:  # noqa: A001
     return FLAVOURS[section.flavour](section)
 
 

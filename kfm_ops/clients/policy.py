@@ -40,7 +40,7 @@ class PolicyClient:
         self.http.close()
 
 
-def open(section: PolicySettings, *, write: bool) -> PolicyClient:  # noqa: A001, ARG001 — policies are never written
+def open(section: PolicySettings, *, write: bool) -> PolicyClient:  # noqa: A001 — policies are never written
     return PolicyClient(section)
 
 

@@ -13,7 +13,7 @@ from kfm_ops.settings import PostgisSettings
 def open(section: PostgisSettings, *, write: bool, application_name: str = "kfm-ops") -> psycopg.Connection:  # noqa: A001
     if write and not section.write_dsn:
         raise UsageError("postgis write access needs KFM_POSTGIS__WRITE_DSN", hint="set the owner DSN for kfm-maint")
-    dsn = section.write_dsn if write else section.dsn
+    dsn = (section.write_dsn if write else section.dsn) or ""
     secret = section.write_password if write else section.password
     options = f"-c statement_timeout={int(section.query_timeout * 1000)}"
     if not write:

@@ -110,7 +110,8 @@ class SyncGraph:
         activities = [dict(zip(("id", "label", "software", "version"), r, strict=True))
                       for r in reader.execute(ACTIVITIES_SQL)]
         graph.run("UNWIND $rows AS r MERGE (a:Activity {id: r.id}) SET a += r", rows=activities)
-        places = [{"id": r[0], "name": r[1], "kind": r[2]} for r in reader.execute("SELECT id, name, kind FROM kfm.places")]
+        places = [{"id": r[0], "name": r[1], "kind": r[2]}
+                  for r in reader.execute("SELECT id, name, kind FROM kfm.places")]
         graph.run("UNWIND $rows AS r MERGE (p:Place {id: r.id}) SET p += r", rows=places)
 
         changed = seen = 0

@@ -113,7 +113,7 @@ def _activity_id(ds: Dataset) -> str:
 
 def items(n: int, seed: int) -> Iterator[tuple[Any, ...]]:
     """Rows for kfm.items, deterministically from ``seed``."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 — reproducible sample data, not secrets
     all_sets = datasets()
     for k in range(n):
         ds = _dataset_for(k, rng, all_sets)

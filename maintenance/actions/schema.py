@@ -27,7 +27,8 @@ class Migrate:
         set_marker = marker_missing(conn)
         return Plan(
             what="apply pending schema migrations" + (" and set the environment marker" if set_marker else ""),
-            where=[f"postgis {hub.settings.postgis.where if hub.settings.postgis else '?'}: kfm, kfm_ops, kfm_cache, kfm_auth"],
+            where=[f"postgis {hub.settings.postgis.where if hub.settings.postgis else '?'}: "
+                   "kfm, kfm_ops, kfm_cache, kfm_auth"],
             how_much={"migrations": len(pending)},
             rollback="migrations are additive (CREATE … IF NOT EXISTS); restore from backup to undo",
             steps=pending + (["set kfm_ops.environment"] if set_marker else []),
@@ -36,9 +37,9 @@ class Migrate:
 
     def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
         conn = hub.writer("postgis")
-        applied = migrate.apply(conn, hub.settings.contracts_dir)
+        migrate.apply(conn, hub.settings.contracts_dir)  # the runner may have bootstrapped them already
         marker = conn.execute(
             "INSERT INTO kfm_ops.environment (name) VALUES (%s) ON CONFLICT (singleton) DO NOTHING",
             (hub.settings.environment,),
         ).rowcount
-        return {"migrations_applied": len(applied), "marker_set": marker}
+        return {"migrations_applied": len(plan.details["pending"]), "marker_set": marker}

@@ -10,6 +10,7 @@ verified index and prune clears what a killed run left behind.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -66,8 +67,9 @@ class ReindexSearch:
     stores = ("search",)
     verify_markers = "search"
 
-    def __init__(self, *, keep: int = 2, chunk_size: int = 1000, threads: int = 2) -> None:
+    def __init__(self, *, keep: int = 2, force: bool = False, chunk_size: int = 1000, threads: int = 2) -> None:
         self.keep = keep
+        self.force = force
         self.chunk_size = chunk_size
         self.threads = threads
 
@@ -79,21 +81,33 @@ class ReindexSearch:
         metas, next_version = index_state(client, prefix)
         count, newest = published_count(hub.client("postgis"))
         new_index = f"{prefix}{next_version:04d}"
+        up_to_date = False
+        if len(live) == 1 and not self.force:
+            # Idempotence: a live index with the contract mapping and the canonical content is left alone.
+            mapping = client.indices.get_mapping(index=live[0])[live[0]]["mappings"]
+            same_mapping = {k: v for k, v in mapping.items() if k != "_meta"} == contract["mappings"]
+            up_to_date = same_mapping and compare(canonical_pairs(hub.client("postgis")),
+                                                  search_pairs(client, alias), store="search").clean
         where = hub.settings.search.where if hub.settings.search else "?"
         return Plan(
-            what=f"build {new_index} from {count} published items, verify, swap alias {alias}",
+            what=f"nothing to do: {alias} is current (use --force to rebuild)" if up_to_date
+            else f"build {new_index} from {count} published items, verify, swap alias {alias}",
             where=[f"search {where}: alias {alias} (now → {', '.join(live) or 'nothing'})"],
             how_much={"documents": count, "live_index": ",".join(live) or None, "existing_indices": len(metas)},
             rollback=f"`kfm-maint reindex rollback` points {alias} back at {live[0] if live else 'nothing'}",
-            steps=[f"create {new_index} (contract mapping, refresh off)", "stream + bulk-load published items",
-                   "catch up writes since the scan watermark", "refresh and verify count + content hashes",
-                   f"swap alias {alias} atomically", f"prune to the newest {self.keep} verified indices"],
+            steps=[] if up_to_date else [
+                f"create {new_index} (contract mapping, refresh off)", "stream + bulk-load published items",
+                "catch up writes since the scan watermark", "refresh and verify count + content hashes",
+                f"swap alias {alias} atomically", f"prune to the newest {self.keep} verified indices"],
             details={"alias": alias, "prefix": prefix, "new_index": new_index, "live": live,
+                     "nothing_to_do": up_to_date,
                      "newest_update": newest.isoformat() if newest else None},
         )
 
     def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
         d = plan.details
+        if plan.nothing_to_do:
+            return {"index": d["live"][0], "documents_loaded": 0, "unchanged": True}
         client: OpenSearch = hub.writer("search")
         reader = hub.client("postgis")
         control = hub.writer("postgis")
@@ -131,7 +145,7 @@ class ReindexSearch:
         except ActionFailed:
             self._discard(client, new)
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any failure: discard the half-built index, name the step
             self._discard(client, new)
             raise ActionFailed(self.name, step, f"{type(exc).__name__}: {exc}",
                                hint=f"alias {d['alias']} and its live index were left untouched") from None
@@ -159,10 +173,8 @@ class ReindexSearch:
 
     @staticmethod
     def _discard(client: OpenSearch, index: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # prune removes it next time
             client.indices.delete(index=index, ignore_unavailable=True)
-        except Exception:  # noqa: BLE001,S110 — prune removes it next time
-            pass
 
 
 def prune(client: OpenSearch, alias: str, prefix: str, keep: int) -> list[str]:

@@ -70,7 +70,8 @@ def test_cache_counts_match_canonical(postgis: Any, cache: Any, kfm_settings: Se
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-@pytest.mark.parametrize("store", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in ("search", "graph", "cache")])
+@pytest.mark.parametrize("store", [pytest.param(s, marks=getattr(pytest.mark, s))
+                                   for s in ("search", "graph", "cache")])
 def test_derived_store_is_fresh(store: str, postgis: Any, kfm_settings: Settings) -> None:
     """The store's sync watermark is within the allowed lag of the canonical newest update."""
     row = postgis.execute(
