@@ -57,7 +57,7 @@ def pg_connect(settings: Settings, application_name: str, *, autocommit: bool = 
     section = settings.postgis
     assert section is not None and section.write_dsn and section.write_password
     return psycopg.connect(section.write_dsn, password=section.write_password.get_secret_value(),
-                           application_name=application_name, autocommit=autocommit, connect_timeout=5)
+                           application_name=application_name, autocommit=autocommit, connect_timeout=20)
 
 
 # --------------------------------------------------------------------------- baselines

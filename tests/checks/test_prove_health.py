@@ -431,8 +431,3 @@ def test_canary_over_latency_budget(kfm_settings: Any, toxiproxy: Any) -> None:
     assert_fails(LLM + "test_llm_canary_completion", "over the 1.0s budget",
                  env={"KFM_LLM__URL": f"http://{address}", "KFM_LLM__LATENCY_BUDGET": "1"})
 
-
-@pytest.mark.proves(LLM + "test_llm_canary_completion")
-def test_canary_with_unknown_model() -> None:
-    assert_fails(LLM + "test_llm_canary_completion", "canary completion failed",
-                 env={"KFM_LLM__MODEL": "kfm-proof-no-such-model"})
