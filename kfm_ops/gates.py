@@ -61,6 +61,8 @@ def check_intent(intent: Intent, *, settings_environment: str, database_marker: 
             hint="you may be pointing at the wrong database; check KFM_POSTGIS__WRITE_DSN",
         )
     target = database_marker or settings_environment
+    if target == "production" and intent.dry_run and intent.environment == "production":
+        return target  # planning against production writes nothing: the explicit flag is enough
     if target == "production" and not (intent.environment == "production" and intent.confirm == CONFIRM_WORD):
         raise ActionRefused(
             f"{intent.action} targets production",
