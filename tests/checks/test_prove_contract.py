@@ -1,0 +1,234 @@
+"""Proofs of the contract checks: break the contract in the local stack, see the check fail, restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kfm_ops import contracts
+from tests.checks.conftest import PROOF, assert_fails, create_constraint
+
+pytestmark = pytest.mark.devstack
+
+PG = "opschecks/contract/test_postgis_schema.py::"
+SEARCH = "opschecks/contract/test_search_mapping.py::"
+GRAPH = "opschecks/contract/test_graph_schema.py::"
+CACHE = "opschecks/contract/test_cache_contract.py::"
+
+
+# --------------------------------------------------------------------------- PostGIS schema
+
+@pytest.mark.proves(PG + "test_postgis_tables_and_columns")
+def test_column_type_drift_and_extra_column(pg_baseline: Any) -> None:
+    pg_baseline.execute("ALTER TABLE kfm.prov_activities ALTER COLUMN software TYPE varchar(200)")
+    pg_baseline.execute(f"ALTER TABLE kfm.prov_activities ADD COLUMN {PROOF.replace('-', '_')}_extra text")
+    try:
+        assert_fails(PG + "test_postgis_tables_and_columns", "schema differences from postgis.json",
+                     "kfm.prov_activities.software (character varying(200), contract text)",
+                     "kfm.prov_activities.kfm_proof_extra (not in contract)")
+    finally:
+        pg_baseline.execute("ALTER TABLE kfm.prov_activities DROP COLUMN IF EXISTS kfm_proof_extra")
+        pg_baseline.execute("ALTER TABLE kfm.prov_activities ALTER COLUMN software TYPE text")
+
+
+@pytest.mark.proves(PG + "test_postgis_geometry_columns")
+def test_geometry_column_wrong_srid(pg_baseline: Any) -> None:
+    pg_baseline.execute("ALTER TABLE kfm.places ALTER COLUMN geom TYPE geometry(Geometry, 3857) "
+                        "USING ST_SetSRID(geom, 3857)")
+    try:
+        assert_fails(PG + "test_postgis_geometry_columns", "kfm.places.geom (SRID 3857", "contract SRID 4326")
+    finally:
+        pg_baseline.execute("ALTER TABLE kfm.places ALTER COLUMN geom TYPE geometry(Geometry, 4326) "
+                            "USING ST_SetSRID(geom, 4326)")
+
+
+@pytest.mark.proves(PG + "test_postgis_gist_indexes")
+def test_gist_index_dropped(pg_baseline: Any) -> None:
+    rows = pg_baseline.execute(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = 'kfm.places'::regclass AND am.amname = 'gist'"
+    ).fetchall()
+    assert rows, "kfm.places has no GiST index to drop"
+    for name, _ in rows:
+        pg_baseline.execute(f'DROP INDEX kfm."{name}"')
+    try:
+        assert_fails(PG + "test_postgis_gist_indexes", "no valid GiST index", "kfm.places.geom")
+    finally:
+        for _, definition in rows:
+            pg_baseline.execute(definition)
+
+
+@pytest.mark.proves(PG + "test_postgis_primary_keys")
+def test_primary_key_dropped(pg_baseline: Any) -> None:
+    name, definition = pg_baseline.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'kfm.prov_links'::regclass AND contype = 'p'").fetchone()
+    pg_baseline.execute(f'ALTER TABLE kfm.prov_links DROP CONSTRAINT "{name}"')
+    try:
+        assert_fails(PG + "test_postgis_primary_keys", "kfm.prov_links (primary key none",
+                     "contract ['subject', 'relation', 'object']")
+    finally:
+        pg_baseline.execute(f'ALTER TABLE kfm.prov_links ADD CONSTRAINT "{name}" {definition}')
+
+
+@pytest.mark.proves(PG + "test_postgis_geometries_valid")
+def test_invalid_geometry_inserted(pg_baseline: Any) -> None:
+    bad_id = f"{PROOF}-bowtie"
+    pg_baseline.execute("INSERT INTO kfm.places (id, name, kind, geom) VALUES "
+                        "(%s, 'proof bowtie', 'proof', ST_GeomFromText('POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))', 4326))",
+                        (bad_id,))
+    try:
+        assert_fails(PG + "test_postgis_geometries_valid", "invalid or not SRID 4326", "kfm.places",
+                     f"{bad_id} (Self-intersection")
+    finally:
+        pg_baseline.execute("DELETE FROM kfm.places WHERE id = %s", (bad_id,))
+
+
+# --------------------------------------------------------------------------- search mapping
+
+@pytest.fixture
+def alias_swapped_to(search_writer: Any, search_baseline: str) -> Any:
+    """swap(suffix, mappings, docs): point the contract alias at a proof index; swapped back and deleted after."""
+    alias = contracts.load("search")["alias"]
+    state: dict[str, Any] = {}
+
+    def swap(suffix: str, mappings: dict[str, Any], docs: list[dict[str, Any]]) -> str:
+        name = f"{PROOF}-{suffix}"
+        search_writer.indices.create(index=name, body={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                                                       "mappings": mappings})
+        for i, doc in enumerate(docs):
+            search_writer.index(index=name, id=f"{PROOF}-{i}", body=doc, refresh=True)
+        state["before"] = sorted(search_writer.indices.get_alias(name=alias))
+        state["index"] = name
+        search_writer.indices.update_aliases(body={"actions": [
+            *({"remove": {"index": old, "alias": alias}} for old in state["before"]),
+            {"add": {"index": name, "alias": alias}}]})
+        return name
+
+    yield swap
+    if "index" in state:
+        search_writer.indices.update_aliases(body={"actions": [
+            {"remove": {"index": state["index"], "alias": alias}},
+            *({"add": {"index": old, "alias": alias}} for old in state["before"])]})
+        search_writer.indices.delete(index=state["index"], ignore_unavailable=True)
+
+
+@pytest.mark.proves(SEARCH + "test_search_mapping_matches_contract")
+def test_dynamically_added_field(alias_swapped_to: Any) -> None:
+    """The alias points at an index whose mapping is dynamic and grew an unmapped field from a document."""
+    mappings = {**contracts.load("search")["mappings"], "dynamic": True}
+    name = alias_swapped_to("dynamic", mappings, [{"id": f"{PROOF}-doc", "unmapped_extra": "grew the mapping"}])
+    assert_fails(SEARCH + "test_search_mapping_matches_contract", name, "dynamic=true")
+
+
+@pytest.mark.proves(SEARCH + "test_search_mapping_matches_contract")
+def test_unmapped_field_and_geo_point(alias_swapped_to: Any) -> None:
+    """A strict index, but with an extra field and geometry mapped as geo_point."""
+    contract = contracts.load("search")["mappings"]
+    properties = {**contract["properties"], "geometry": {"type": "geo_point"}, "unmapped_extra": {"type": "keyword"}}
+    name = alias_swapped_to("geopoint", {"dynamic": "strict", "properties": properties}, [])
+    assert_fails(SEARCH + "test_search_mapping_matches_contract", name, "geometry is mapped as geo_point")
+
+
+@pytest.mark.proves(SEARCH + "test_search_mapping_matches_contract")
+def test_extra_field_in_strict_mapping(alias_swapped_to: Any) -> None:
+    contract = contracts.load("search")["mappings"]
+    properties = {**contract["properties"], "unmapped_extra": {"type": "keyword"}}
+    name = alias_swapped_to("extra", {"dynamic": "strict", "properties": properties}, [])
+    assert_fails(SEARCH + "test_search_mapping_matches_contract", name, "1 fields not in the contract",
+                 "+unmapped_extra")
+
+
+# --------------------------------------------------------------------------- graph constraints
+
+@pytest.mark.proves(GRAPH + "test_graph_constraints_match_contract")
+def test_constraint_on_wrong_property(graph_baseline: Any) -> None:
+    activity = next(c for c in contracts.load("graph")["constraints"] if c["name"] == "kfm_activity_id")
+    graph_baseline.run("DROP CONSTRAINT kfm_activity_id")
+    graph_baseline.run(create_constraint(activity, prop="kfm_proof_key"))
+    try:
+        assert_fails(GRAPH + "test_graph_constraints_match_contract",
+                     "kfm_activity_id (UNIQUENESS on :Activity(kfm_proof_key), contract UNIQUENESS on :Activity(id))")
+    finally:
+        graph_baseline.run("DROP CONSTRAINT kfm_activity_id IF EXISTS")
+        graph_baseline.run(create_constraint(activity))
+        graph_baseline.run("CALL db.awaitIndexes(60)")
+
+
+@pytest.mark.proves(GRAPH + "test_graph_constraints_match_contract")
+def test_constraint_missing(graph_baseline: Any) -> None:
+    item = next(c for c in contracts.load("graph")["constraints"] if c["name"] == "kfm_item_id")
+    graph_baseline.run("DROP CONSTRAINT kfm_item_id")
+    try:
+        assert_fails(GRAPH + "test_graph_constraints_match_contract", "kfm_item_id (missing")
+    finally:
+        graph_baseline.run(create_constraint(item))
+        graph_baseline.run("CALL db.awaitIndexes(60)")
+
+
+# --------------------------------------------------------------------------- cache
+
+@pytest.mark.proves(CACHE + "test_cache_matview_populated")
+def test_matview_not_populated(matview_baseline: Any) -> None:
+    matview_baseline.execute("REFRESH MATERIALIZED VIEW kfm_cache.dataset_stats WITH NO DATA")
+    try:
+        assert_fails(CACHE + "test_cache_matview_populated", "kfm_cache.dataset_stats is not populated")
+    finally:
+        matview_baseline.execute("REFRESH MATERIALIZED VIEW kfm_cache.dataset_stats")
+
+
+@pytest.mark.proves(CACHE + "test_cache_matview_populated")
+def test_matview_unique_index_dropped(matview_baseline: Any) -> None:
+    definition = matview_baseline.execute(
+        "SELECT pg_get_indexdef('kfm_cache.dataset_stats_pk'::regclass)").fetchone()[0]
+    matview_baseline.execute("DROP INDEX kfm_cache.dataset_stats_pk")
+    try:
+        assert_fails(CACHE + "test_cache_matview_populated", "unique index kfm_cache.dataset_stats_pk is missing")
+    finally:
+        matview_baseline.execute(definition)
+
+
+def summary_fields(dataset_id: str) -> dict[str, str]:
+    return {f: dataset_id if f == "dataset_id" else f"{PROOF}-{f}"
+            for f in contracts.load("cache")["redis"]["summary_fields"]}
+
+
+@pytest.mark.proves(CACHE + "test_cache_summary_keys")
+def test_summary_key_without_ttl(cache_baseline: Any) -> None:
+    key = contracts.load("cache")["redis"]["summary_key"].format(dataset_id=f"{PROOF}-nottl")
+    cache_baseline.hset(key, mapping=summary_fields(f"{PROOF}-nottl"))
+    try:
+        assert_fails(CACHE + "test_cache_summary_keys", "TTL outside", f"{key} (TTL none)")
+    finally:
+        cache_baseline.delete(key)
+
+
+@pytest.mark.proves(CACHE + "test_cache_summary_keys")
+def test_summary_key_missing_fields(cache_baseline: Any) -> None:
+    redis_contract = contracts.load("cache")["redis"]
+    key = redis_contract["summary_key"].format(dataset_id=f"{PROOF}-partial")
+    fields = summary_fields(f"{PROOF}-partial")
+    del fields["content_hash"]
+    cache_baseline.hset(key, mapping=fields)
+    cache_baseline.expire(key, redis_contract["summary_ttl_seconds"])
+    try:
+        assert_fails(CACHE + "test_cache_summary_keys", "lack contract fields", f"{key} (hash; missing content_hash)")
+    finally:
+        cache_baseline.delete(key)
+
+
+@pytest.mark.proves(CACHE + "test_cache_meta_hash")
+def test_meta_hash_field_deleted(cache_baseline: Any, redis_snapshot: Any) -> None:
+    key = contracts.load("cache")["redis"]["meta_key"]
+    redis_snapshot(key)
+    cache_baseline.hdel(key, "generation")
+    assert_fails(CACHE + "test_cache_meta_hash", f"{key} lacks 1 contract fields", "generation")
+
+
+@pytest.mark.proves(CACHE + "test_cache_meta_hash")
+def test_meta_hash_missing(cache_baseline: Any, redis_snapshot: Any) -> None:
+    key = contracts.load("cache")["redis"]["meta_key"]
+    redis_snapshot(key)
+    cache_baseline.delete(key)
+    assert_fails(CACHE + "test_cache_meta_hash", f"{key} is missing", "kfm-maint cache rebuild")
