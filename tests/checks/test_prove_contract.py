@@ -232,3 +232,14 @@ def test_meta_hash_missing(cache_baseline: Any, redis_snapshot: Any) -> None:
     redis_snapshot(key)
     cache_baseline.delete(key)
     assert_fails(CACHE + "test_cache_meta_hash", f"{key} is missing", "kfm-maint cache rebuild")
+
+
+def test_health_and_contract_checks_pass_on_baseline(matview_baseline: Any, search_baseline: str,
+                                                     graph_baseline: Any, cache_baseline: Any) -> None:
+    """With the contract state in place (and no fault injected) every health and contract check passes,
+    so each proof above fails its check because of the fault alone."""
+    from tests.helpers import run_checks
+
+    results = run_checks("opschecks/health", "opschecks/contract")
+    bad = {nodeid: f"{r.outcome}: {r.message[:300]}" for nodeid, r in results.items() if r.outcome != "passed"}
+    assert len(results) >= 30 and not bad, bad
