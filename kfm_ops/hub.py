@@ -76,6 +76,11 @@ class ServiceHub:
             self._clients[key] = client
             return client
 
+    def unavailable(self) -> list[str]:
+        """Services that failed their warm-up in this process."""
+        return sorted({name for (name, _write), error in self._failures.items()
+                       if isinstance(error, ServiceUnavailable)})
+
     def version(self, name: str) -> str:
         """The server version of ``name`` (warming it up if needed)."""
         if name not in self._versions:

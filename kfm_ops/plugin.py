@@ -88,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[RUN_ID_KEY] = run_id
     config.stash[HUB_KEY] = ServiceHub(settings)
+    _SESSION_HUB[:] = [config.stash[HUB_KEY]]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -133,4 +134,10 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
     redacted = redact_obj(json_report)
     json_report.clear()
     json_report.update(redacted)
-    json_report["kfm"] = {"run_id": os.environ.get("KFM_RUN_ID"), "command": "check"}
+    hub = _SESSION_HUB[0] if _SESSION_HUB else None
+    json_report["kfm"] = {"run_id": os.environ.get("KFM_RUN_ID"), "command": "check",
+                          "unreachable": hub.unavailable() if hub else []}
+
+
+# pytest-json-report's hook gets no config: the session's hub is kept here for it.
+_SESSION_HUB: list[ServiceHub] = []
