@@ -45,3 +45,13 @@ def search_writer(stack: ServiceHub) -> Any:
 def cache_writer(stack: ServiceHub) -> Any:
     """Redis client logged in as the cache owner."""
     return stack.writer("cache")
+
+
+@pytest.fixture(scope="session")
+def catalog() -> None:
+    """The sample catalog loaded and derived into every store (idempotent: fast when already there)."""
+    from tests.helpers import kfm_maint
+
+    for args in (["sample-data", "init"], ["reindex", "--targets", "search,graph", "--prune"], ["cache", "rebuild"]):
+        proc = kfm_maint(*args, "--no-verify")
+        assert proc.returncode == 0, f"kfm-maint {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
