@@ -1079,7 +1079,7 @@ class OPA(Service):
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         self.dir.mkdir(parents=True, exist_ok=True)
         argv = [str(self.st.bin / "opa"), "run", "--server", "--addr", f"127.0.0.1:{self.port}",
-                "--bundle", str(self.bundle()), "--log-level", "info", "--disable-telemetry"]
+                "--bundle", str(self.bundle()), "--watch", "--log-level", "info", "--disable-telemetry"]
         return argv, {"PATH": os.environ.get("PATH", ""), "HOME": str(self.dir)}, self.dir
 
     def probe(self) -> str:
