@@ -191,7 +191,9 @@ def port_free(port: int) -> bool:
 def http(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
          body: bytes | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"devstack only talks to loopback over http: {url}")
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     try:
         with opener.open(req, timeout=timeout) as resp:
             return resp.status, resp.read()
@@ -220,7 +222,7 @@ class Stack:
         self.cfg = cfg
         home = cfg.get("DEVSTACK_HOME") or str(REPO / ".devstack")
         self.state = Path(home).expanduser().resolve()
-        self.ident = hashlib.sha1(str(self.state).encode()).hexdigest()[:10]
+        self.ident = hashlib.sha256(str(self.state).encode()).hexdigest()[:10]
         self.logs = self.state / "logs"
         self.run = self.state / "run"
         self.lib = self.state / "lib"
@@ -308,7 +310,7 @@ def java_ok() -> bool:
 def dpkg_missing(pkgs: list[str]) -> list[str]:
     if not pkgs or not shutil.which("dpkg-query"):
         return []
-    res = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *pkgs],
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *pkgs],  # noqa: S607
                          capture_output=True, text=True)
     ok = {line.split()[0] for line in res.stdout.splitlines() if line.endswith(" installed")}
     return [p for p in pkgs if p not in ok]
@@ -409,7 +411,8 @@ class GoStep(Step):
     def run(self, st: Stack) -> None:
         go = find_tool("go", "/usr/local/go/bin/go", "/usr/lib/go/bin/go")
         if not go:
-            raise StackError(f"the Go toolchain (go >= 1.23) is needed to build {self.module}; install Go and run again")
+            raise StackError(f"the Go toolchain (go >= 1.23) is needed to build {self.module}; "
+                             "install Go and run again")
         st.bin.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, GOBIN=str(st.bin), CGO_ENABLED=os.environ.get("CGO_ENABLED", "0"))
         argv = [go, "install"]
@@ -676,14 +679,14 @@ class PostGIS(Service):
     def _reachable_by_postgres(self, path: Path) -> bool:
         if not self.st.is_root:
             return True
-        res = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(path), "-a", "-x", str(path)],
+        res = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(path), "-a", "-x", str(path)],  # noqa: S607
                              capture_output=True)
         return res.returncode == 0
 
     def _ensure_root(self) -> None:
         if self.dir.is_symlink() and self.dir.resolve().is_dir():
             return
-        fallback = Path("/var/tmp") / f"kfm-devstack-{self.st.ident}"
+        fallback = Path("/var/tmp") / f"kfm-devstack-{self.st.ident}"  # noqa: S108 (documented fallback)
         use_fallback = len(str(self.dir / "run" / ".s.PGSQL.65535")) > 100
         if not use_fallback:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -710,12 +713,12 @@ class PostGIS(Service):
     def prepare(self) -> None:
         self._bootstrapped = False
         self._ensure_root()
-        uid = gid = None
+        uid, gid = -1, -1
         if self.st.is_root:
             pw = pwd.getpwnam("postgres")
             uid, gid = pw.pw_uid, pw.pw_gid
         self.sockdir.mkdir(parents=True, exist_ok=True)
-        if uid is not None:
+        if uid >= 0:
             os.chown(self.sockdir, uid, gid)
         if not (self.data / "PG_VERSION").exists():
             if self.data.exists():
@@ -744,7 +747,7 @@ class PostGIS(Service):
                f"host    all   {su}   127.0.0.1/32   reject\n"
                "host    all   all    127.0.0.1/32   scram-sha-256\n")
         (self.data / "pg_hba.conf").write_text(hba)
-        if uid is not None:
+        if uid >= 0:
             os.chown(self.data / "pg_hba.conf", uid, gid)
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
@@ -753,7 +756,7 @@ class PostGIS(Service):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         return argv, env, self.root
 
-    def _psql_super(self, sql: str, *variables: tuple[str, str], quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    def _psql_super(self, sql: str, *variables: tuple[str, str]) -> subprocess.CompletedProcess[str]:
         argv = [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.sockdir),
                 "-p", str(self.port), "-U", self.superuser(), "-d", "postgres", "-f", "-"]
         for k, v in variables:
@@ -1216,11 +1219,11 @@ def services(st: Stack, names: list[str] | None = None) -> list[Service]:
 def ensure_installed(st: Stack, svcs: list[Service], *, verbose: bool) -> None:
     wanted: list[str] = []
     for svc in svcs:
-        for step in svc.steps:
-            if step not in wanted:
-                wanted.append(step)
-    for name in wanted:
-        step = STEPS[name]
+        for sname in svc.steps:
+            if sname not in wanted:
+                wanted.append(sname)
+    for step_name in wanted:
+        step = STEPS[step_name]
         if step.needed(st):
             t0 = time.monotonic()
             say(f"install  {step.describe} ...")
@@ -1286,9 +1289,9 @@ def cmd_up(st: Stack, names: list[str]) -> int:
         last_err: dict[str, str] = {}
         while pending:
             for name, (svc, t0, deadline, offset) in list(pending.items()):
-                proc = st.children.get(name)
-                exited = proc.poll() if proc is not None else None
-                if exited is None and proc is None and not svc.procs():
+                child = st.children.get(name)
+                exited = child.poll() if child is not None else None
+                if exited is None and child is None and not svc.procs():
                     exited = -1
                 if exited is not None:
                     excerpt = _log_excerpt(svc.log, offset)

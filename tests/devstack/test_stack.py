@@ -175,9 +175,9 @@ def test_every_service_listens_on_loopback_only(running_stack: dict[str, dict]) 
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             parts = line.split()
-            addr, port = parts[1].rsplit(":", 1)
-            if parts[3] == "0A" and int(port, 16) in ports:
-                seen.setdefault(int(port, 16), set()).add(addr)
+            addr, hexport = parts[1].rsplit(":", 1)
+            if parts[3] == "0A" and int(hexport, 16) in ports:
+                seen.setdefault(int(hexport, 16), set()).add(addr)
     assert set(seen) == ports
     for port, addrs in seen.items():
         assert addrs <= loopback, f"port {port} listens on {addrs}"
@@ -247,9 +247,9 @@ def test_redis_reader_acl(running_stack: dict[str, dict], cfg: dict[str, str], s
                         cmd(r, *forbidden)
         finally:
             cmd(w, "DEL", key)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as anon:
-        with pytest.raises(stackmod.ProbeError, match="NOAUTH"):
-            cmd(anon, "GET", key)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as anon, \
+            pytest.raises(stackmod.ProbeError, match="NOAUTH"):
+        cmd(anon, "GET", key)
 
 
 def test_opensearch_geo_shape(running_stack: dict[str, dict], cfg: dict[str, str]) -> None:
