@@ -21,12 +21,6 @@ from kfm_ops.clients import describe
 from kfm_ops.redact import redact
 
 # Thresholds the settings do not (yet) carry; see the checks that use them.
-CACHE_HIT_MIN_BLOCKS = 10_000
-"""Below this many block accesses (hit + read) a hit ratio says nothing: the check accepts it."""
-
-BLOCKED_LOCK_GRACE_SECONDS = 5.0
-"""A session waiting on a lock for longer than this counts as blocked (short waits are normal)."""
-
 REDIS_SCAN_COUNT = 500
 """COUNT hint of each SCAN step over the summary keys."""
 

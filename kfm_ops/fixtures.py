@@ -28,11 +28,13 @@ def service_client(request: pytest.FixtureRequest, name: str) -> Any:
     try:
         return hub.client(name)
     except NotConfigured as exc:
-        if hub.settings.require_all_services:
-            pytest.fail(f"{exc} and --kfm-require-all is set", pytrace=False)
-        pytest.skip(str(exc))
+        problem, not_configured = str(exc), True
     except KfmError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem, not_configured = str(exc), False
+    # Outside the except blocks, so the report shows one message, not a chained exception.
+    if not_configured and not hub.settings.require_all_services:
+        pytest.skip(problem)
+    pytest.fail(problem + (" and --kfm-require-all is set" if not_configured else ""), pytrace=False)
 
 
 @pytest.fixture(scope="session")

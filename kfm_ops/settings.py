@@ -140,6 +140,8 @@ class CheckSettings(BaseModel):
     max_xid_age: int = Field(1_000_000_000, gt=0)
     max_replication_lag_seconds: float = Field(60, gt=0)
     min_cache_hit_ratio: float = Field(0.9, ge=0, le=1)
+    min_hit_ratio_blocks: int = Field(10_000, ge=0)  # below this many block accesses the ratio is noise
+    max_lock_wait_seconds: float = Field(5.0, gt=0)  # shorter lock waits are normal
     max_freshness_lag_seconds: float = Field(3600, gt=0)
     max_redis_memory_ratio: float = Field(0.9, gt=0, le=1)
     first_n: int = Field(10, ge=1, le=1000)

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if opts["env_file"]:
             os.environ["KFM_ENV_FILE"] = opts["env_file"]
         settings = load_settings(opts["env_file"])
-        run_id = os.environ.get("KFM_RUN_ID") or log.new_run_id()
+        run_id = log.new_run_id()  # every kfm-maint run is its own run (the ledger key)
         log.configure(run_id=run_id, environment=settings.environment, component=f"kfm-maint {args.command}",
                       level=settings.log_level, log_file=settings.log_file)
         if args.command in ("check", "smoke"):

@@ -48,8 +48,9 @@ def cache(client: Any) -> dict[str, Any]:
     found = {}
     for key in sorted(client.scan_iter(match="*", count=500)):
         kind = client.type(key)
-        value: Any = {"hash": client.hgetall, "set": lambda k: sorted(client.smembers(k)),
-                      "string": client.get}.get(kind, lambda k: kind)(key)
+        readers: dict[str, Any] = {"hash": client.hgetall, "set": lambda k: sorted(client.smembers(k)),
+                                   "string": client.get}
+        value = readers[kind](key) if kind in readers else kind
         found[key] = _digest([kind, value, client.ttl(key) > 0])
     return found
 

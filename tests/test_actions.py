@@ -32,7 +32,9 @@ def _json(proc: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("args", ACTIONS, ids=" ".join)
-def test_dry_run_writes_nothing_anywhere(args: list[str], stores: Any) -> None:
+def test_dry_run_writes_nothing_anywhere(args: list[str], stores: Any, search_writer: Any) -> None:
+    if args == ["reindex", "rollback"] and len(search_writer.indices.get(index="kfm-items-v*")) < 2:
+        assert kfm_maint("reindex", "--targets", "search", "--force", "--no-verify").returncode == 0
     before = stores()
     proc = kfm_maint(*args, "--dry-run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -195,3 +197,20 @@ def test_user_create_is_idempotent_and_secret_free(tmp_path: Path, owner_pg: Any
                        "--password-out", str(out), env=env)
     assert repeat.returncode == 0 and "accounts_changed=0" in repeat.stdout
     owner_pg.execute("DELETE FROM kfm_auth.operators WHERE username LIKE 'kfm-proof-%'")
+
+
+def test_rollback_returns_to_the_previous_verified_index(search_writer: Any) -> None:
+    first = kfm_maint("reindex", "--targets", "search", "--force", "--json")
+    second = kfm_maint("reindex", "--targets", "search", "--force", "--json", "--keep", "2")
+    assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr
+    older, newer = _json(first)["counts"]["index"], _json(second)["counts"]["index"]
+    assert sorted(search_writer.indices.get_alias(name="kfm-items")) == [newer]
+    back = kfm_maint("reindex", "rollback", "--json")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert sorted(search_writer.indices.get_alias(name="kfm-items")) == [older]
+    assert search_writer.count(index="kfm-items")["count"] == _json(first)["counts"]["verified"]
+    again = kfm_maint("reindex", "--targets", "search", "--json", "--keep", "2")
+    assert again.returncode == 0
+    live = sorted(search_writer.indices.get_alias(name="kfm-items"))
+    assert len(live) == 1
+    assert len(search_writer.indices.get(index="kfm-items-v*")) <= 2, "prune keeps --keep indices"

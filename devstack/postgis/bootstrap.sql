@@ -34,3 +34,7 @@ GRANT USAGE ON SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth TO :"reader";
 GRANT SELECT ON ALL TABLES IN SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth TO :"reader";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth
   GRANT SELECT ON TABLES TO :"reader";
+
+-- The checks' role watches sessions, locks and replication of every role: pg_monitor lets it
+-- read pg_stat_activity and friends in full (without it other roles' rows show NULL states).
+GRANT pg_monitor TO :"reader";

@@ -30,7 +30,7 @@ from maintenance.actions.derive import (
     search_document,
     stream_rows,
 )
-from maintenance.runner import Plan
+from maintenance.runner import Interrupted, Plan
 
 CATCH_UP_MARGIN = timedelta(minutes=5)  # covers writers whose transactions began before our snapshot
 
@@ -142,6 +142,10 @@ class ReindexSearch:
             actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": d["alias"]}} for old in d["live"]]
             actions.append({"add": {"index": new, "alias": d["alias"]}})
             client.indices.update_aliases(body={"actions": actions})
+        except Interrupted:
+            self._discard(client, new)
+            raise Interrupted(f"interrupted by SIGTERM during step '{step}'",
+                              hint=f"alias {d['alias']} and its live index were left untouched") from None
         except ActionFailed:
             self._discard(client, new)
             raise

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 
 from kfm_ops.checks_support import (
-    BLOCKED_LOCK_GRACE_SECONDS,
-    CACHE_HIT_MIN_BLOCKS,
     call,
     expect,
     fail_with,
@@ -160,8 +158,9 @@ def test_postgis_no_blocked_locks(postgis: Any, kfm_settings: Any) -> None:
                  "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
                  "AND cardinality(pg_blocking_pids(pid)) > 0 "
                  "AND now() - coalesce(state_change, query_start) > make_interval(secs => %s) ORDER BY 3 DESC",
-                 (BLOCKED_LOCK_GRACE_SECONDS,))
-    expect(not rows, f"{len(rows)} sessions blocked on locks for more than {BLOCKED_LOCK_GRACE_SECONDS:g}s", where,
+                 (kfm_settings.checks.max_lock_wait_seconds,))
+    limit = kfm_settings.checks.max_lock_wait_seconds
+    expect(not rows, f"{len(rows)} sessions blocked on locks for more than {limit:g}s", where,
            [f"pid {pid} blocked by {list(blockers)} for {secs}s ({user})" for pid, blockers, secs, user in rows],
            first_n=kfm_settings.checks.first_n,
            hint="look at the blocking pids in pg_stat_activity; end the blocker with pg_terminate_backend(pid)")
@@ -211,7 +210,7 @@ def test_postgis_replication_lag(postgis: Any, kfm_settings: Any) -> None:
 def test_postgis_cache_hit_ratio(postgis: Any, kfm_settings: Any) -> None:
     """The kfm database's buffer cache hit ratio is at least min_cache_hit_ratio.
 
-    With fewer than CACHE_HIT_MIN_BLOCKS block accesses since the stats reset the
+    With fewer than KFM_CHECKS__MIN_HIT_RATIO_BLOCKS block accesses since the stats reset the
     ratio is noise, and the check accepts it.
     """
     where = _where(kfm_settings)
@@ -219,7 +218,7 @@ def test_postgis_cache_hit_ratio(postgis: Any, kfm_settings: Any) -> None:
                           "SELECT datname, blks_hit, blks_read FROM pg_stat_database "
                           "WHERE datname = current_database()")[0]
     total = hit + read
-    if total < CACHE_HIT_MIN_BLOCKS:
+    if total < kfm_settings.checks.min_hit_ratio_blocks:
         return  # too few block accesses to judge (see docstring)
     ratio = hit / total
     minimum = kfm_settings.checks.min_cache_hit_ratio

@@ -15,9 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from kfm_ops.checks_support import BLOCKED_LOCK_GRACE_SECONDS, CACHE_HIT_MIN_BLOCKS, watermark_exceeded
+from kfm_ops.checks_support import watermark_exceeded
+from kfm_ops.settings import CheckSettings
 from tests.checks.conftest import PROOF, Holder, assert_fails
 from tests.helpers import run_check, run_checks
+
+BLOCKED_LOCK_GRACE_SECONDS = CheckSettings().max_lock_wait_seconds
+CACHE_HIT_MIN_BLOCKS = CheckSettings().min_hit_ratio_blocks
 
 pytestmark = pytest.mark.devstack
 

@@ -1,0 +1,120 @@
+"""A reindex killed mid-bulk or mid-verify leaves the live alias serving the old, complete index.
+
+Toxiproxy slows the search connection of the reindex process so the kill lands
+in the step we aim at; the stack itself is watched directly (not through the proxy).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests import toxiproxy
+from tests.helpers import ROOT, kfm_maint, run_check
+
+pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
+ALIAS = "kfm-items"
+
+
+def _start_reindex(search_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "maintenance.cli", "reindex", "--targets", "search", "--force",
+                             "--no-verify"], cwd=ROOT, env={**os.environ, "KFM_SEARCH__URL": search_url},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _building(search: Any, live: str) -> list[str]:
+    found = search.indices.get(index="kfm-items-v*")
+    return [n for n, body in found.items() if n != live
+            and body["mappings"].get("_meta", {}).get("kfm", {}).get("state") == "building"]
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the reindex ended before the kill point: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the kill point was never reached")
+
+
+def _assert_old_index_still_live(search: Any, live: str, count: int) -> None:
+    assert sorted(search.indices.get_alias(name=ALIAS)) == [live]
+    search.indices.refresh(index=live)
+    assert search.count(index=ALIAS)["count"] == count
+    assert run_check("opschecks/consistency/test_cross_store.py::test_search_matches_canonical").outcome == "passed"
+
+
+def _in_bulk(search: Any, live: str) -> Callable[[], bool]:
+    def reached() -> bool:
+        building = _building(search, live)
+        if not building:
+            return False
+        stats = search.indices.stats(index=building[0], metric="indexing")["indices"][building[0]]
+        return bool(stats["primaries"]["indexing"]["index_total"] > 0)
+    return reached
+
+
+def _in_verify(search: Any, live: str) -> Callable[[], bool]:
+    def reached() -> bool:
+        building = _building(search, live)
+        if not building:
+            return False
+        interval = search.indices.get_settings(index=building[0])[building[0]]["settings"]["index"]
+        return interval.get("refresh_interval") not in (None, "-1")
+    return reached
+
+
+@pytest.mark.parametrize("point", ["bulk", "verify"])
+def test_reindex_killed_leaves_alias_on_the_complete_old_index(point: str, search_writer: Any,
+                                                              owner_pg: Any) -> None:
+    live = sorted(search_writer.indices.get_alias(name=ALIAS))[0]
+    count = search_writer.count(index=ALIAS)["count"]
+    with toxiproxy.proxy("search-kill", "127.0.0.1:9200") as p:
+        if point == "bulk":
+            p.toxic("bandwidth", "upstream", rate=40)  # KB/s: the bulk body crawls
+        else:
+            p.toxic("latency", "downstream", latency=700)  # each request of the verify step waits
+        proc = _start_reindex(f"http://127.0.0.1:{p.port}")
+        _wait_for((_in_bulk if point == "bulk" else _in_verify)(search_writer, live), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    _assert_old_index_still_live(search_writer, live, count)
+    dangling = owner_pg.execute("SELECT count(*) FROM kfm_ops.audit_ledger WHERE outcome = 'running' "
+                                "AND action = 'reindex-search'").fetchone()[0]
+    assert dangling == 1, "the killed run's ledger row stays open until the next run closes it"
+
+    rerun = kfm_maint("reindex", "--targets", "search", "--force", "--json")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert owner_pg.execute("SELECT count(*) FROM kfm_ops.audit_ledger WHERE outcome = 'running'").fetchone()[0] == 0
+    assert owner_pg.execute("SELECT count(*) FROM kfm_ops.audit_ledger WHERE outcome = 'aborted' "
+                            "AND action = 'reindex-search'").fetchone()[0] >= 1
+    assert not _building(search_writer, "none"), "the half-built index of the killed run was pruned"
+    _assert_old_index_still_live(search_writer, sorted(search_writer.indices.get_alias(name=ALIAS))[0], count)
+
+
+def test_sigterm_stops_at_a_safe_point(search_writer: Any, owner_pg: Any) -> None:
+    live = sorted(search_writer.indices.get_alias(name=ALIAS))[0]
+    count = search_writer.count(index=ALIAS)["count"]
+    with toxiproxy.proxy("search-term", "127.0.0.1:9200") as p:
+        p.toxic("bandwidth", "upstream", rate=40)
+        proc = _start_reindex(f"http://127.0.0.1:{p.port}")
+        _wait_for(_in_bulk(search_writer, live), proc)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5, err
+    assert "SIGTERM" in err and "Traceback" not in err
+    _assert_old_index_still_live(search_writer, live, count)
+    row = owner_pg.execute("SELECT outcome FROM kfm_ops.audit_ledger WHERE action = 'reindex-search' "
+                           "ORDER BY started_at DESC LIMIT 1").fetchone()
+    assert row[0] == "aborted"
+    assert not _building(search_writer, live), "SIGTERM discarded the half-built index"
