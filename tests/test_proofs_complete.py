@@ -1,4 +1,7 @@
-"""Every check in opschecks has at least one test that injects its fault (``@pytest.mark.proves``)."""
+"""Every check in opschecks has a test that injects its fault, and docs/checks.md lists them all.
+
+Regenerate the document with ``python -m tests.test_proofs_complete > docs/checks.md``.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +10,72 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
+from kfm_ops.fixtures import SERVICE_FIXTURES
 from tests.helpers import ROOT
 
 
-def _collect(path: str, tmp_path: Path) -> dict[str, list[str]]:
-    index = tmp_path / f"{path}.json"
+def _collect(path: str, tmp: Path) -> dict[str, dict[str, Any]]:
+    index = tmp / f"{path}.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", path, "--collect-only", "-q", "-p", "no:cacheprovider",
          "-p", "tests.proof_index"],
         cwd=ROOT, env={**os.environ, "KFM_PROOF_INDEX": str(index)}, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    data: dict[str, list[str]] = json.loads(index.read_text())
+    data: dict[str, dict[str, Any]] = json.loads(index.read_text())
     return data
 
 
+def _checks_and_proofs(tmp: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    checks: dict[str, dict[str, Any]] = {}
+    for nodeid, info in _collect("opschecks", tmp).items():
+        known = checks.setdefault(re.sub(r"\[.*\]$", "", nodeid), info)
+        known["services"] = [s for s in SERVICE_FIXTURES if s in known["services"] or s in info["services"]]
+    proofs: dict[str, list[str]] = {}
+    for nodeid, info in _collect("tests", tmp).items():
+        for target in info["proves"]:
+            proofs.setdefault(target, []).append(re.sub(r"\[.*\]$", "", nodeid))
+    return checks, proofs
+
+
+def render(checks: dict[str, dict[str, Any]], proofs: dict[str, list[str]]) -> str:
+    lines = ["# The checks", "",
+             "Every check in `opschecks/`, what it verifies, its risk tier, whether it is a smoke check,",
+             "the services it touches, and the test in `tests/` that injects the fault it targets into the",
+             "real local stack and sees it fail. Generated: `python -m tests.test_proofs_complete > docs/checks.md`;",
+             "`tests/test_proofs_complete.py` fails when this file is out of date or a check has no proof.", ""]
+    group = None
+    for nodeid in sorted(checks):
+        info = checks[nodeid]
+        folder = nodeid.split("/")[1]
+        if folder != group:
+            group = folder
+            lines += [f"## {folder}", "", "| check | verifies | tier | smoke | services | proved by |",
+                      "|---|---|---|:---:|---|---|"]
+        proved = "<br>".join(sorted({p.split("::")[-1] for p in proofs.get(nodeid, [])}))
+        lines.append(f"| `{nodeid.split('/', 1)[1]}` | {info['doc']} | {info['risk']} | "
+                     f"{'✅' if info['smoke'] else ''} | {', '.join(info['services'])} | {proved} |")
+        if nodeid == sorted(c for c in checks if c.split("/")[1] == folder)[-1]:
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def test_every_check_has_a_proving_test(tmp_path: Path) -> None:
-    checks = {re.sub(r"\[.*\]$", "", nodeid) for nodeid in _collect("opschecks", tmp_path)}
-    proofs = _collect("tests", tmp_path)
-    proven = {target for targets in proofs.values() for target in targets}
+    checks, proofs = _checks_and_proofs(tmp_path)
     assert checks, "no checks collected"
-    unknown = sorted(proven - checks)
+    unknown = sorted(set(proofs) - set(checks))
     assert not unknown, f"proves() names checks that do not exist: {unknown}"
-    missing = sorted(checks - proven)
+    missing = sorted(set(checks) - set(proofs))
     assert not missing, f"checks without a proving test: {missing}"
+    undocumented = sorted(c for c, info in checks.items() if not info["doc"] or not info["risk"])
+    assert not undocumented, f"checks without a docstring or a risk tier: {undocumented}"
+    assert (ROOT / "docs" / "checks.md").read_text() == render(checks, proofs), \
+        "docs/checks.md is out of date: python -m tests.test_proofs_complete > docs/checks.md"
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        sys.stdout.write(render(*_checks_and_proofs(Path(tmp))))
