@@ -1,8 +1,9 @@
 """The service hub: one lazily-opened client per service, shared by checks and actions.
 
-Read clients are handed to anyone. Write clients only to a hub that holds an open
-:class:`~kfm_ops.gates.Gate` (a confirmed, non-dry-run action) — mutation is
-blocked by default and the refusal names the way to unblock it.
+Read clients are handed to anyone. Write clients only by a hub opened with
+``writes_allowed`` (a kfm-maint action past its gates, not a dry run; or a test
+marked ``kfm_writable``) — mutation is blocked by default and the refusal names
+the way to unblock it.
 
 Each service is warmed up once: the first use connects and pings within the
 configured timeout; a failure is remembered, so every later use fails at once
@@ -13,16 +14,27 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+from kfm_ops import log
 from kfm_ops.clients import adapter, describe
 from kfm_ops.errors import ActionRefused, KfmError, NotConfigured, ServiceUnavailable
 from kfm_ops.settings import SERVICES, Settings
 
+# The retry policy of a warm-up: a reset or dropped connection is tried again (a peer
+# restarting, a load balancer recycling); refusals, timeouts and auth failures are not.
+WARM_UP_ATTEMPTS = 3
+RETRY_BACKOFF = 0.5  # seconds, times the attempt number
+TRANSIENT = ("connection reset", "connection closed")
+
 
 class ServiceHub:
-    def __init__(self, settings: Settings, *, writes_allowed: bool = False, application_name: str = "kfm-ops") -> None:
+    def __init__(self, settings: Settings, *, writes_allowed: bool = False, application_name: str = "kfm-ops",
+                 on_retry: Callable[[str, str], None] | None = None) -> None:
         self.settings = settings
+        self.on_retry = on_retry
         self.writes_allowed = writes_allowed
         self.application_name = application_name
         self._clients: dict[tuple[str, bool], Any] = {}
@@ -57,24 +69,38 @@ class ServiceHub:
                 raise self._failures[key]
             if key in self._clients:
                 return self._clients[key]
-            module = adapter(name)
-            client = None
             try:
-                kwargs = {"application_name": self.application_name} if name == "postgis" else {}
-                client = module.open(section, write=write, **kwargs)
-                module.ping(client)
+                client = self._warm_up(name, section, write=write)
             except KfmError as exc:
                 self._failures[key] = exc
+                raise
+            self._clients[key] = client
+            return client
+
+    def _warm_up(self, name: str, section: Any, *, write: bool) -> Any:
+        """Open and ping, retrying only transient faults (a reset or dropped connection)."""
+        module = adapter(name)
+        kwargs = {"application_name": self.application_name} if name == "postgis" else {}
+        for attempt in range(1, WARM_UP_ATTEMPTS + 1):
+            client = None
+            try:
+                client = module.open(section, write=write, **kwargs)
+                module.ping(client)
+                return client
+            except KfmError:
                 raise
             except Exception as exc:  # noqa: BLE001 — any driver error means "unreachable"
                 if client is not None:
                     with contextlib.suppress(Exception):  # best effort on a broken client
                         module.close(client)
-                error = ServiceUnavailable(name, section.where, describe(exc))
-                self._failures[key] = error
-                raise error from None
-            self._clients[key] = client
-            return client
+                reason = describe(exc)
+                if attempt == WARM_UP_ATTEMPTS or not reason.startswith(TRANSIENT):
+                    raise ServiceUnavailable(name, section.where, reason) from None
+                log.get_logger().warning("service.retry", service=name, attempt=attempt, reason=reason)
+                if self.on_retry is not None:
+                    self.on_retry(name, reason)
+                time.sleep(RETRY_BACKOFF * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover — the loop returns or raises
 
     def unavailable(self) -> list[str]:
         """Services that failed their warm-up in this process."""

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from kfm_ops import log
+from kfm_ops.clients import describe, service_of
 from kfm_ops.errors import KfmError
 from kfm_ops.fixtures import (  # noqa: F401 — registered as fixtures by being here
     HUB_KEY,
@@ -122,6 +123,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if error is not None and report.failed and not isinstance(error, AssertionError | pytest.fail.Exception):
+        # A driver error in the middle of a check (the service went away after its warm-up):
+        # lead with the service and the fault class instead of a bare driver traceback.
+        service = service_of(error)
+        if service:
+            report.longrepr = f"{service} failed during the check: {describe(error)}\n{report.longrepr}"
     # Failure text and captured output pass through the redactor before any reporter sees them.
     if report.longrepr is not None and not isinstance(report.longrepr, tuple):
         report.longrepr = redact(str(report.longrepr))

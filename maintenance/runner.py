@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kfm_ops import gates, log, migrate
-from kfm_ops.errors import ActionFailed, ExitCode, KfmError
+from kfm_ops.clients import describe, service_of
+from kfm_ops.errors import ActionFailed, ExitCode, KfmError, ServiceUnavailable
 from kfm_ops.hub import ServiceHub
 from kfm_ops.report import Report
-from kfm_ops.settings import Settings
+from kfm_ops.settings import SERVICES, Settings
 from maintenance.output import Output
 
 
@@ -84,7 +85,10 @@ def run(action: Action, ctx: RunContext) -> int:
                      application_name=gates.application_name(ctx.run_id, action.name))
     code = ExitCode.OK
     try:
-        code = _run(action, ctx, hub, report)
+        try:
+            code = _run(action, ctx, hub, report)
+        except Exception as exc:  # noqa: BLE001 — mapped to our errors, never a traceback
+            raise _as_kfm_error(exc, ctx.settings) from None
     except KfmError as exc:
         code = exc.exit_code
         report.add(f"kfm-maint::{action.name}::error", "failed", 0.0, longrepr=str(exc))
@@ -98,6 +102,17 @@ def run(action: Action, ctx: RunContext) -> int:
             write_json_atomically(ctx.report_file, report.to_dict(int(code)))
     ctx.out.result(report.kfm, code)
     return int(code)
+
+
+def _as_kfm_error(exc: Exception, settings: Settings) -> Exception:
+    """A driver error outside apply (planning, gates): the service it came from is unavailable."""
+    if isinstance(exc, KfmError):
+        return exc
+    service = service_of(exc)
+    section = settings.section(service) if service in SERVICES else None
+    if service is None:
+        return exc
+    return ServiceUnavailable(service, section.where if section else "?", describe(exc))
 
 
 def _step(report: Report, action: str, step: str) -> Callable[..., None]:
@@ -139,8 +154,8 @@ def _run(action: Action, ctx: RunContext, hub: ServiceHub, report: Report) -> Ex
         except BaseException as exc:  # noqa: BLE001 — record every way an apply can end, then re-raise ours
             if isinstance(exc, KeyboardInterrupt):
                 exc = Interrupted("interrupted", hint="the live state was left as it was; re-run to converge")
-            error = exc if isinstance(exc, KfmError) else ActionFailed(action.name, "apply",
-                                                                       f"{type(exc).__name__}: {exc}")
+            error = exc if isinstance(exc, KfmError) else ActionFailed(
+                action.name, "apply", f"{service_of(exc) or 'a service'} failed: {describe(exc)}")
             ledger.end("aborted" if isinstance(error, Interrupted) else "failed", counts, str(error))
             _step(report, action.name, "apply")(t, "failed", str(error))
             raise error from None

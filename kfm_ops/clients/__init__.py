@@ -30,6 +30,20 @@ def adapter(name: str) -> ModuleType:
         raise UsageError(f"unknown service {name!r}", hint="known services: " + ", ".join(REGISTRY)) from None
 
 
+_DRIVER_SERVICE = {"psycopg": "postgis", "neo4j": "graph", "opensearchpy": "search", "redis": "cache",
+                   "urllib3": "search", "httpx": "http", "httpcore": "http"}
+
+
+def service_of(exc: BaseException) -> str | None:
+    """Which service a driver exception came from (by the driver that raised it), if any."""
+    for cause in (exc, exc.__cause__, exc.__context__):
+        if cause is not None:
+            package = type(cause).__module__.split(".", 1)[0]
+            if package in _DRIVER_SERVICE:
+                return _DRIVER_SERVICE[package]
+    return None
+
+
 def describe(exc: BaseException) -> str:
     """A one-line, secret-free reason naming the fault class (refused, timeout, auth, reset …)."""
     text = " ".join(str(exc).split()) or type(exc).__name__

@@ -40,7 +40,9 @@ def open(section: SearchSettings, *, write: bool) -> OpenSearch:  # noqa: A001
         http_auth=auth,
         verify_certs=section.verify_certs,
         timeout=section.query_timeout,
-        max_retries=0 if not write else 3,
+        # Writers retry what OpenSearch says is temporary: 429 (bulk queue full) and 502/503/504.
+        max_retries=3 if write else 0,
+        retry_on_status=(429, 502, 503, 504),
         retry_on_timeout=write,
         transport_class=Transport if write else ReadOnlyTransport,
     )

@@ -19,6 +19,7 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 
 from kfm_ops import contracts
+from kfm_ops.clients import describe, service_of
 from kfm_ops.consistency import canonical_pairs, compare, search_pairs
 from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
@@ -151,7 +152,7 @@ class ReindexSearch:
             raise
         except Exception as exc:  # noqa: BLE001 — any failure: discard the half-built index, name the step
             self._discard(client, new)
-            raise ActionFailed(self.name, step, f"{type(exc).__name__}: {exc}",
+            raise ActionFailed(self.name, step, f"{service_of(exc) or 'search'} failed: {describe(exc)}",
                                hint=f"alias {d['alias']} and its live index were left untouched") from None
         record_watermark(control, "search", watermark, run_id)
         pruned = prune(client, d["alias"], d["prefix"], self.keep)

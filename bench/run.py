@@ -1,0 +1,281 @@
+"""kfm-ops benchmarks on the local stack: one command, results in docs/benchmarks.md.
+
+    python -m bench.run [--sizes 10000,100000,1000000] [--out docs/benchmarks.md]
+
+For each catalog size, side by side in the same run:
+- search reindex end-to-end (kfm-maint, a subprocess: stream from PostGIS, generalize,
+  bulk, catch up, verify, swap) versus raw ``opensearchpy.helpers.parallel_bulk`` of
+  the same documents prebuilt in memory (the limit), with the peak RSS of each;
+- graph sync into an empty graph versus a naive one-MERGE-per-row loop (measured on a
+  sample: at full size it would take hours);
+- cache rebuild while a reader loop reads every summary and the stats view: failed reads;
+- the cross-store consistency checks (pytest subprocess): time and peak RSS.
+At the end the smoke checks are timed on the default catalog, which is restored.
+Speed is measured here, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from opensearchpy import helpers
+
+from kfm_ops import contracts
+from kfm_ops.hub import ServiceHub
+from kfm_ops.settings import load_settings
+from maintenance.actions.derive import grid_degrees, search_document, stream_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+NAIVE_SAMPLE = 2000
+
+
+def measured(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a child process; return wall seconds, its own peak RSS (MiB, from wait4), exit code, output."""
+    started = time.monotonic()
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out_chunks: list[str] = []
+    err_chunks: list[str] = []
+    readers = [threading.Thread(target=lambda: out_chunks.append(proc.stdout.read())),  # type: ignore[union-attr]
+               threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))]  # type: ignore[union-attr]
+    for reader in readers:
+        reader.start()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - started
+    for reader in readers:
+        reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"seconds": seconds, "code": proc.returncode, "rss_mib": usage.ru_maxrss / 1024,
+            "stdout": "".join(out_chunks), "stderr": "".join(err_chunks)}
+
+
+def kfm_maint(*args: str) -> dict[str, Any]:
+    result = measured([sys.executable, "-m", "maintenance.cli", *args, "--no-verify", "--json"])
+    if result["code"] != 0:
+        raise SystemExit(f"kfm-maint {' '.join(args)} failed: {result['stdout'][-2000:]} {result['stderr'][-2000:]}")
+    result["json"] = json.loads(result["stdout"].strip().splitlines()[-1])
+    return result
+
+
+def raw_bulk(hub: ServiceHub) -> dict[str, Any]:
+    """The limit: the same documents, prebuilt in memory, through parallel_bulk into a scratch index."""
+    contract = contracts.load("search")
+    client = hub.writer("search")
+    index = "kfm-bench-raw"
+    client.indices.delete(index=index, ignore_unavailable=True)
+    client.indices.create(index=index, body={"settings": {**contract["settings"], "refresh_interval": "-1"},
+                                             "mappings": contract["mappings"]})
+    grid = grid_degrees(hub)
+    docs = [{"_index": index, "_id": r["id"], "_source": search_document(r)}
+            for r in stream_rows(hub.client("postgis"), grid)]
+    started = time.monotonic()
+    for ok, info in helpers.parallel_bulk(client, docs, thread_count=2, chunk_size=1000, queue_size=2):
+        if not ok:
+            raise SystemExit(f"raw bulk rejected a document: {info}")
+    client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
+    client.indices.refresh(index=index)
+    seconds = time.monotonic() - started
+    client.indices.delete(index=index)
+    return {"documents": len(docs), "seconds": seconds}
+
+
+def naive_graph(hub: ServiceHub, sample: int) -> dict[str, Any]:
+    """One MERGE per row, the way a hand-written sync loop does it, on a scratch label."""
+    graph = hub.writer("graph")
+    rows = []
+    for row in stream_rows(hub.client("postgis"), grid_degrees(hub), links=True):
+        rows.append(row)
+        if len(rows) >= sample:
+            break
+    graph.run("MATCH (n:BenchNaiveItem) DETACH DELETE n")
+    started = time.monotonic()
+    for r in rows:
+        graph.run("MERGE (i:BenchNaiveItem {id: $id}) SET i.dataset_id = $ds, i.title = $title, "
+                  "i.content_hash = $h, i.geometry_wkt = $wkt", id=r["id"], ds=r["dataset_id"], title=r["title"],
+                  h=r["content_hash"], wkt=r["geometry_wkt"])
+    seconds = time.monotonic() - started
+    graph.run("MATCH (n:BenchNaiveItem) DETACH DELETE n")
+    return {"rows": len(rows), "seconds": seconds}
+
+
+def cache_under_reads(hub: ServiceHub) -> dict[str, Any]:
+    """Rebuild every summary while a reader loop checks that each read is whole."""
+    contract = contracts.load("cache")["redis"]
+    writer = hub.writer("cache")
+    for key in writer.scan_iter(match=contract["summary_key"].format(dataset_id="*")):
+        writer.hset(key, "content_hash", "stale")  # forces a full rewrite of every summary
+    reader = hub.client("cache")
+    pg = hub.client("postgis")
+    ids = sorted(reader.smembers(contract["index_key"]))
+    stop = threading.Event()
+    stats = {"reads": 0, "failed": 0}
+
+    def loop() -> None:
+        while not stop.is_set():
+            for dataset_id in ids:
+                summary = reader.hgetall(contract["summary_key"].format(dataset_id=dataset_id))
+                stats["reads"] += 1
+                if not summary or any(f not in summary for f in ("item_count", "extent_bbox", "content_hash")):
+                    stats["failed"] += 1
+            try:
+                rows = pg.execute("SELECT count(*) FROM kfm_cache.dataset_stats").fetchone()[0]
+                stats["reads"] += 1
+                stats["failed"] += int(rows != len(ids))
+            except Exception:  # noqa: BLE001 — a failed read is what we count
+                stats["failed"] += 1
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    result = kfm_maint("cache", "rebuild")
+    time.sleep(0.2)
+    stop.set()
+    thread.join()
+    return {"seconds": result["seconds"], **stats, "changed": result["json"]["counts"].get("summaries_changed")}
+
+
+def consistency(size: int) -> dict[str, Any]:
+    result = measured([sys.executable, "-m", "pytest", "opschecks/consistency", "-k", "matches_canonical", "-q",
+                       "-p", "no:cacheprovider"])
+    if result["code"] != 0:
+        raise SystemExit(f"consistency checks failed at {size}: {result['stdout'][-2000:]}")
+    return result
+
+
+def smoke_seconds(runs: int = 3) -> list[float]:
+    times = []
+    for _ in range(runs):
+        result = measured([sys.executable, "-m", "pytest", "opschecks", "-m", "smoke", "-q", "-p",
+                              "no:cacheprovider"])
+        if result["code"] != 0:
+            raise SystemExit(f"smoke checks failed: {result['stdout'][-2000:]}")
+        times.append(result["seconds"])
+    return times
+
+
+def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
+    print(f"[bench] {size} items: sample catalog", flush=True)
+    load = kfm_maint("sample-data", "init", "--items", str(size))
+    published = hub.client("postgis").execute(
+        "SELECT count(*) FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id "
+        "WHERE d.status = 'published'").fetchone()[0]
+    print(f"[bench] {size}: reindex (kfm-maint) and raw parallel_bulk", flush=True)
+    reindex = kfm_maint("reindex", "--targets", "search", "--force")
+    raw = measured([sys.executable, "-c", "from bench.run import raw_bulk_main; raw_bulk_main()"])
+    raw_json = json.loads(raw["stdout"].strip().splitlines()[-1])
+    print(f"[bench] {size}: graph sync into an empty graph, and the naive loop", flush=True)
+    hub.writer("graph").run("CALL { MATCH (i:Item) DETACH DELETE i } IN TRANSACTIONS OF 10000 ROWS")
+    graph = kfm_maint("reindex", "--targets", "graph")
+    naive = naive_graph(hub, min(NAIVE_SAMPLE, published))
+    print(f"[bench] {size}: cache rebuild under reads, consistency checks", flush=True)
+    cache = cache_under_reads(hub)
+    check = consistency(size)
+    return {
+        "items": size, "published": published, "load_seconds": load["seconds"],
+        "reindex": {"seconds": reindex["seconds"], "rss_mib": reindex["rss_mib"],
+                    "docs_per_s": published / reindex["seconds"]},
+        "raw_bulk": {"seconds": raw_json["seconds"], "rss_mib": raw["rss_mib"],
+                     "docs_per_s": raw_json["documents"] / raw_json["seconds"]},
+        "graph": {"seconds": graph["seconds"], "rss_mib": graph["rss_mib"],
+                  "items_per_s": published / graph["seconds"]},
+        "naive_graph": {"rows": naive["rows"], "rows_per_s": naive["rows"] / naive["seconds"]},
+        "cache": cache,
+        "consistency": {"seconds": check["seconds"], "rss_mib": check["rss_mib"]},
+    }
+
+
+def raw_bulk_main() -> None:
+    hub = ServiceHub(load_settings(), writes_allowed=True)
+    try:
+        print(json.dumps(raw_bulk(hub)))
+    finally:
+        hub.close()
+
+
+def machine(hub: ServiceHub) -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return [f"- CPU: {cpu}, {os.cpu_count()} cores; memory {int(mem) / 1024 / 1024:.1f} GiB; "
+            f"{platform.system()} {platform.release()}; Python {platform.python_version()}",
+            *[f"- {line}" for line in hub.status_lines()]]
+
+
+def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str]) -> str:
+    out = ["# Benchmarks", "", f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python -m bench.run` "
+           "on the local stack (devstack), everything on one machine:", "", *lines, "",
+           "## Smoke checks (warm stack, default 2,000-item catalog)", "",
+           f"`pytest opschecks -m smoke`, whole process: median {statistics.median(smoke):.2f} s "
+           f"over {len(smoke)} runs ({', '.join(f'{s:.2f}' for s in smoke)}).", "",
+           "## Search reindex, end-to-end, against raw parallel_bulk", "",
+           "kfm-maint = stream from PostGIS with a server-side cursor, generalize, bulk (2 threads), catch up, "
+           "refresh, verify every id and hash, swap the alias. Raw = the same documents prebuilt in memory, "
+           "`parallel_bulk` only (the limit).", "",
+           "| items | published | kfm-maint s | kfm-maint docs/s | kfm-maint peak RSS | raw s | raw docs/s | "
+           "raw peak RSS | ratio |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        ratio = r["reindex"]["docs_per_s"] / r["raw_bulk"]["docs_per_s"]
+        out.append(f"| {r['items']:,} | {r['published']:,} | {r['reindex']['seconds']:.1f} | "
+                   f"{r['reindex']['docs_per_s']:,.0f} | {r['reindex']['rss_mib']:.0f} MiB | "
+                   f"{r['raw_bulk']['seconds']:.1f} | {r['raw_bulk']['docs_per_s']:,.0f} | "
+                   f"{r['raw_bulk']['rss_mib']:.0f} MiB | {ratio:.2f}× |")
+    out += ["", "## Graph sync against a naive one-MERGE-per-row loop", "",
+            f"Sync into an empty graph (items, their relationships, datasets, places, activities). The naive loop "
+            f"is measured on the first {NAIVE_SAMPLE:,} rows (item properties only — less work than the sync).", "",
+            "| items | sync s | sync items/s | sync peak RSS | naive rows/s | speed-up |",
+            "|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        out.append(f"| {r['published']:,} | {r['graph']['seconds']:.1f} | {r['graph']['items_per_s']:,.0f} | "
+                   f"{r['graph']['rss_mib']:.0f} MiB | {r['naive_graph']['rows_per_s']:,.0f} | "
+                   f"{r['graph']['items_per_s'] / r['naive_graph']['rows_per_s']:.0f}× |")
+    out += ["", "## Cache rebuild under a reader loop", "",
+            "Every summary forced stale, then rebuilt while a thread reads every summary and the stats view in a loop.",
+            "", "| items | rebuild s | summaries rewritten | reads | failed reads |", "|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c = r["cache"]
+        out.append(f"| {r['items']:,} | {c['seconds']:.2f} | {c['changed']} | {c['reads']:,} | {c['failed']} |")
+    out += ["", "## Cross-store consistency checks", "",
+            "`pytest opschecks/consistency -k matches_canonical` (search and graph against PostGIS, streamed merge): "
+            "whole process.", "", "| items | seconds | peak RSS |", "|---:|---:|---:|"]
+    for r in results:
+        c = r["consistency"]
+        out.append(f"| {r['published']:,} | {c['seconds']:.1f} | {c['rss_mib']:.0f} MiB |")
+    out += ["", "Raw numbers: `bench/results.json`.", ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    os.environ.setdefault("KFM_ENV_FILE", str(ROOT / ".env.example"))
+    hub = ServiceHub(load_settings(), writes_allowed=True, application_name="kfm-bench")
+    try:
+        results = [one_size(hub, int(size)) for size in args.sizes.split(",")]
+        print("[bench] restoring the default catalog", flush=True)
+        kfm_maint("sample-data", "init")
+        kfm_maint("reindex", "--targets", "search,graph", "--prune")
+        kfm_maint("cache", "rebuild")
+        smoke = smoke_seconds()
+        lines = machine(hub)
+    finally:
+        hub.close()
+    (ROOT / "bench" / "results.json").write_text(json.dumps({"results": results, "smoke": smoke}, indent=2))
+    Path(args.out).write_text(render(results, smoke, lines))
+    print(f"[bench] written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The fault matrix: every service behind Toxiproxy, every fault, smoke checks and actions through it.
+
+For each cell (service × fault) the smoke checks of that service, and the action
+that depends most on it, run with the service reached through a Toxiproxy proxy.
+Each run must end within its bound (no hang), exit with the documented code for
+what happened (service unreachable ≠ check failed ≠ crash), name the service and
+the fault class, print no traceback, and leave every store as it was. Faults the
+retry policy covers (brief latency; one reset during warm-up) must succeed.
+
+The observed cells are written to reports/fault-matrix.json; render the table in
+docs/reliability.md with ``python -m tests.test_fault_matrix``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kfm_ops.hub import ServiceHub
+from kfm_ops.settings import load_settings
+from tests import fingerprint, toxiproxy
+from tests.helpers import ROOT, kfm_maint
+
+pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
+
+RESULTS = ROOT / "reports" / "fault-matrix.json"
+BOUND_SECONDS = 60.0
+CONNECT, QUERY = "2", "4"
+
+# service → (upstream, settings pointing at the proxy port, the action that needs it most)
+SERVICES: dict[str, tuple[str, dict[str, str], list[str] | None]] = {
+    "postgis": ("127.0.0.1:5432", {"KFM_POSTGIS__DSN": "postgresql://kfm_reader@127.0.0.1:{port}/kfm",
+                                   "KFM_POSTGIS__WRITE_DSN": "postgresql://kfm_owner@127.0.0.1:{port}/kfm"},
+                ["cache", "rebuild"]),
+    "graph": ("127.0.0.1:7687", {"KFM_GRAPH__URL": "bolt://127.0.0.1:{port}"}, ["reindex", "--targets", "graph"]),
+    "search": ("127.0.0.1:9200", {"KFM_SEARCH__URL": "http://127.0.0.1:{port}"}, ["reindex", "--targets", "search"]),
+    "cache": ("127.0.0.1:6379", {"KFM_CACHE__URL": "redis://127.0.0.1:{port}/0"}, ["cache", "rebuild"]),
+    "policy": ("127.0.0.1:8181", {"KFM_POLICY__URL": "http://127.0.0.1:{port}"}, ["reindex", "--targets", "graph"]),
+    "llm": ("127.0.0.1:8011", {"KFM_LLM__URL": "http://127.0.0.1:{port}"}, None),
+}
+
+# fault → (how to inject it, the fault classes a failure may name, whether the run must succeed)
+FAULTS: dict[str, tuple[dict[str, Any] | None, tuple[str, ...], bool]] = {
+    "down": (None, ("connection refused",), False),
+    "latency": ({"type": "latency", "stream": "downstream", "attributes": {"latency": 8000}},
+                ("timeout",), False),
+    "timeout": ({"type": "timeout", "stream": "downstream", "attributes": {"timeout": 0}}, ("timeout",), False),
+    "reset_peer": ({"type": "reset_peer", "stream": "downstream", "attributes": {"timeout": 0}},
+                   ("connection reset", "connection closed", "timeout"), False),
+    "bandwidth": ({"type": "bandwidth", "stream": "downstream", "attributes": {"rate": 2}},
+                  ("timeout", "connection closed", "connection reset"), False),
+    "latency_brief": ({"type": "latency", "stream": "downstream", "attributes": {"latency": 50}}, (), True),
+}
+
+_observed: list[dict[str, Any]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_results() -> Any:
+    yield
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(_observed, indent=2))
+
+
+@pytest.fixture(scope="module")
+def stores(owner_pg: Any, search_writer: Any, graph_writer: Any, cache_writer: Any) -> Any:
+    def take() -> dict[str, Any]:
+        found = fingerprint.everything(owner_pg, search_writer, graph_writer, cache_writer)
+        for table in ("kfm_ops.audit_ledger", "kfm_ops.sync_watermarks"):  # the runs' own bookkeeping
+            found["postgis"].pop(table, None)
+        return found
+    return take
+
+
+def _env(service: str, port: int) -> dict[str, str]:
+    _upstream, urls, _action = SERVICES[service]
+    prefix = f"KFM_{service.upper()}__"
+    env = {k: v.format(port=port) for k, v in urls.items()}
+    return {**env, prefix + "CONNECT_TIMEOUT": CONNECT, prefix + "QUERY_TIMEOUT": QUERY}
+
+
+def _observe(service: str, fault: str, what: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    started = time.monotonic()
+    proc = kfm_maint(*args, env=env, timeout=BOUND_SECONDS * 3)
+    seconds = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    cell = {"service": service, "fault": fault, "run": what, "exit": proc.returncode, "seconds": round(seconds, 1),
+            "traceback": "Traceback" in output,
+            "message": next((line for line in output.splitlines() if service in line and (
+                "unreachable" in line or "failed" in line or "error" in line.lower())), "")[:300]}
+    _observed.append(cell)
+    return {**cell, "output": output}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_fault_cell(service: str, fault: str, stores: Any) -> None:
+    upstream, _urls, action = SERVICES[service]
+    toxic, classes, must_succeed = FAULTS[fault]
+    before = stores()
+    with toxiproxy.proxy(f"matrix-{service}", upstream) as proxy:
+        if toxic is None:
+            proxy.enable(False)
+        else:
+            proxy.toxic(toxic["type"], toxic["stream"], **toxic["attributes"])
+        env = _env(service, proxy.port)
+        runs = [("smoke checks", ["check", "--", "-m", f"{service} and smoke", "-q", "-p", "no:cacheprovider"])]
+        if action:
+            runs.append((f"kfm-maint {' '.join(action)}", [*action, "--no-verify"]))
+        for what, args in runs:
+            cell = _observe(service, fault, what, args, env)
+            assert cell["seconds"] < BOUND_SECONDS, f"{what} hung: {cell['seconds']}s"
+            assert not cell["traceback"], cell["output"][-3000:]
+            if must_succeed:
+                assert cell["exit"] == 0, cell["output"][-3000:]
+                continue
+            assert cell["exit"] in (1, 4, 5), f"{what}: exit {cell['exit']}\n{cell['output'][-3000:]}"
+            if cell["exit"] in (4, 5):
+                assert service in cell["output"], cell["output"][-3000:]
+                assert any(c in cell["output"] for c in classes), (classes, cell["output"][-3000:])
+    assert stores() == before, "a faulted run changed a store"
+
+
+@pytest.mark.parametrize("service", ["postgis", "cache", "search", "graph", "policy"])
+def test_one_reset_during_warm_up_is_retried(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    upstream, _urls, _action = SERVICES[service]
+    retried: list[str] = []
+    with toxiproxy.proxy(f"retry-{service}", upstream) as proxy:
+        proxy.toxic("reset_peer", "downstream", timeout=0)
+
+        def heal(name: str, reason: str) -> None:
+            retried.append(reason)
+            proxy.clear()  # the fault was transient: the next attempt finds the service back
+
+        for name, value in _env(service, proxy.port).items():
+            monkeypatch.setenv(name, value)
+        hub = ServiceHub(load_settings(), on_retry=heal)
+        try:
+            assert hub.client(service) is not None
+        finally:
+            hub.close()
+    assert len(retried) == 1, retried
+    assert retried[0].startswith(("connection reset", "connection closed"))
+
+
+def render(cells: list[dict[str, Any]]) -> str:
+    lines = ["| service | fault | run | exit | seconds | message |", "|---|---|---|---:|---:|---|"]
+    for c in cells:
+        message = c["message"].replace("|", "\\|") or ("ok" if c["exit"] == 0 else "")
+        lines.append(f"| {c['service']} | {c['fault']} | {c['run']} | {c['exit']} | {c['seconds']} | {message} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(json.loads(Path(RESULTS).read_text())), end="")
