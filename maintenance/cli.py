@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -155,23 +156,23 @@ def _build_action(args: argparse.Namespace) -> Any:
 def run_checks(pytest_args: list[str], opts: dict[str, Any], run_id: str) -> int:
     """`kfm-maint check`: the opschecks in a pytest process, exit codes mapped to ours."""
     args = [a for a in pytest_args if a != "--"]
-    report = opts["json_report_file"]
-    cmd = [sys.executable, "-m", "pytest", "--pyargs", "opschecks", *args]
-    if report:
-        cmd += ["--json-report", f"--json-report-file={report}"]
-    env = {**os.environ, "KFM_RUN_ID": run_id}
-    if opts["env_file"]:
-        env["KFM_ENV_FILE"] = opts["env_file"]
-    proc = subprocess.run(cmd, env=env, check=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Always a report: it is how an unreachable service (exit 4) is told from a failed check (1).
+        report = Path(opts["json_report_file"] or Path(tmp) / "report.json")
+        cmd = [sys.executable, "-m", "pytest", "--pyargs", "opschecks", *args, "--json-report",
+               f"--json-report-file={report}"]
+        env = {**os.environ, "KFM_RUN_ID": run_id}
+        if opts["env_file"]:
+            env["KFM_ENV_FILE"] = opts["env_file"]
+        proc = subprocess.run(cmd, env=env, check=False)
+        unreachable = json.loads(report.read_text()).get("kfm", {}).get("unreachable") if report.is_file() else None
     mapping = {0: ExitCode.OK, 1: ExitCode.CHECKS_FAILED, 2: ExitCode.INTERNAL, 3: ExitCode.INTERNAL,
                4: ExitCode.USAGE, 5: ExitCode.USAGE}
     code = mapping.get(proc.returncode, ExitCode.INTERNAL)
     if proc.returncode == 5:
         print("kfm-maint: error: no checks were selected — check the -m / -k expression", file=sys.stderr)
-    if code == ExitCode.CHECKS_FAILED and report and Path(report).is_file():
-        unreachable = json.loads(Path(report).read_text()).get("kfm", {}).get("unreachable")
-        if unreachable:
-            code = ExitCode.UNREACHABLE
+    if code == ExitCode.CHECKS_FAILED and unreachable:
+        code = ExitCode.UNREACHABLE
     return int(code)
 
 

@@ -44,22 +44,44 @@ def service_of(exc: BaseException) -> str | None:
     return None
 
 
+_OS_FAULTS: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+    (BrokenPipeError, "connection closed"),
+    (ConnectionAbortedError, "connection closed"),
+    (TimeoutError, "timeout"),
+)
+_TEXT_FAULTS = (
+    ("refused", "connection refused"), ("reset by peer", "connection reset"), ("timed out", "timeout"),
+    ("timeout", "timeout"), ("reset", "connection reset"), ("authentication", "authentication failed"),
+    ("unauthorized", "authentication failed"), ("wrongpass", "authentication failed"),
+    ("password", "authentication failed"), ("eof", "connection closed"), ("closed", "connection closed"),
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def fault_class(exc: BaseException) -> str | None:
+    """The fault behind a driver error: the OS error in its chain first, else its words."""
+    chain = _chain(exc)
+    for cause in chain:
+        for kind, fault in _OS_FAULTS:
+            if isinstance(cause, kind):
+                return fault
+    text = " ".join(str(c) for c in chain).lower()
+    return next((fault for needle, fault in _TEXT_FAULTS if needle in text), None)
+
+
 def describe(exc: BaseException) -> str:
     """A one-line, secret-free reason naming the fault class (refused, timeout, auth, reset …)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    lowered = text.lower()
-    for needle, fault in (
-        ("refused", "connection refused"),
-        ("timed out", "timeout"),
-        ("timeout", "timeout"),
-        ("reset", "connection reset"),
-        ("authentication", "authentication failed"),
-        ("unauthorized", "authentication failed"),
-        ("wrongpass", "authentication failed"),
-        ("password", "authentication failed"),
-        ("eof", "connection closed"),
-        ("closed", "connection closed"),
-    ):
-        if needle in lowered:
-            return f"{fault} ({type(exc).__name__}: {text[:200]})"
-    return f"{type(exc).__name__}: {text[:200]}"
+    fault = fault_class(exc)
+    detail = f"{type(exc).__name__}: {text[:200]}"
+    return f"{fault} ({detail})" if fault else detail

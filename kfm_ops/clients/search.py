@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from typing import Any
 
-from opensearchpy import OpenSearch, Transport
+from opensearchpy import ConnectionTimeout, OpenSearch, Transport
 
 from kfm_ops.errors import ActionRefused
 from kfm_ops.settings import SearchSettings
+
+# opensearch-py logs every failed request with its traceback at WARNING; kfm-ops reports
+# failures itself (service, fault class, hint), so only the client's errors are let through.
+logging.getLogger("opensearch").setLevel(logging.ERROR)
 
 # Requests a read client may send besides GET/HEAD: searching, counting and the
 # point-in-time / scroll bookkeeping that streamed reads need.
@@ -16,7 +22,38 @@ _READ_POSTS = re.compile(r"/(_search|_count|_msearch|_mget|_validate/query|_sear
 _READ_DELETES = re.compile(r"/(_search/point_in_time|_search/scroll)(/.*)?$")
 
 
-class ReadOnlyTransport(Transport):
+class DeadlineTransport(Transport):
+    """A transport whose every request completes within ``deadline`` seconds, or fails.
+
+    Socket timeouts bound each read, not the whole answer: a link that trickles a byte
+    now and then would keep a request alive for ever. The request runs in a daemon
+    thread; past the deadline it is abandoned (the process can still exit) and a
+    timeout is raised.
+    """
+
+    deadline: float = 30.0
+
+    def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = Transport.perform_request(self, method, url, *args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 — handed to the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="kfm-search-request", daemon=True)
+        worker.start()
+        worker.join(self.deadline)
+        if worker.is_alive():
+            raise ConnectionTimeout("TIMEOUT", f"no complete answer to {method} {url} within {self.deadline}s "
+                                    "(timeout)", None)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+
+class ReadOnlyTransport(DeadlineTransport):
     """A transport that refuses writes before they leave the process."""
 
     def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -35,7 +72,7 @@ class ReadOnlyTransport(Transport):
 
 def open(section: SearchSettings, *, write: bool) -> OpenSearch:  # noqa: A001
     auth = (section.username, section.password.get_secret_value()) if section.username and section.password else None
-    return OpenSearch(
+    client = OpenSearch(
         hosts=[section.url],
         http_auth=auth,
         verify_certs=section.verify_certs,
@@ -44,8 +81,10 @@ def open(section: SearchSettings, *, write: bool) -> OpenSearch:  # noqa: A001
         max_retries=3 if write else 0,
         retry_on_status=(429, 502, 503, 504),
         retry_on_timeout=write,
-        transport_class=Transport if write else ReadOnlyTransport,
+        transport_class=DeadlineTransport if write else ReadOnlyTransport,
     )
+    client.transport.deadline = section.query_timeout  # type: ignore[attr-defined]
+    return client
 
 
 def ping(client: OpenSearch) -> None:
