@@ -34,7 +34,7 @@ from opensearchpy import helpers
 from kfm_ops import contracts
 from kfm_ops.hub import ServiceHub
 from kfm_ops.settings import load_settings
-from maintenance.actions.derive import grid_degrees, search_document, stream_rows
+from maintenance.actions.derive import grid_degrees, stream_documents, stream_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_SAMPLE = 2000
@@ -77,8 +77,8 @@ def raw_bulk(hub: ServiceHub) -> dict[str, Any]:
     client.indices.create(index=index, body={"settings": {**contract["settings"], "refresh_interval": "-1"},
                                              "mappings": contract["mappings"]})
     grid = grid_degrees(hub)
-    docs = [{"_index": index, "_id": r["id"], "_source": search_document(r)}
-            for r in stream_rows(hub.client("postgis"), grid)]
+    docs = [{"_index": index, "_id": item_id, "_source": document}
+            for item_id, document in stream_documents(hub.client("postgis"), grid)]
     started = time.monotonic()
     for ok, info in helpers.parallel_bulk(client, docs, thread_count=2, chunk_size=1000, queue_size=2):
         if not ok:
@@ -174,7 +174,8 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     raw = measured([sys.executable, "-c", "from bench.run import raw_bulk_main; raw_bulk_main()"])
     raw_json = json.loads(raw["stdout"].strip().splitlines()[-1])
     print(f"[bench] {size}: graph sync into an empty graph, and the naive loop", flush=True)
-    hub.writer("graph").run("CALL { MATCH (i:Item) DETACH DELETE i } IN TRANSACTIONS OF 10000 ROWS")
+    while hub.writer("graph").run("MATCH (i:Item) WITH i LIMIT 10000 DETACH DELETE i RETURN count(*) AS n")[0]["n"]:
+        pass  # an empty graph, in bounded transactions
     graph = kfm_maint("reindex", "--targets", "graph")
     naive = naive_graph(hub, min(NAIVE_SAMPLE, published))
     print(f"[bench] {size}: cache rebuild under reads, consistency checks", flush=True)

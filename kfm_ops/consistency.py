@@ -105,7 +105,8 @@ def search_pairs(client: Any, index: str, *, batch: int = 10_000, keep_alive: st
         while True:
             body: dict[str, Any] = {
                 "size": batch,
-                "_source": ["id", "content_hash"],
+                "_source": False,  # doc values: no stored document is loaded or parsed
+                "docvalue_fields": ["id", "content_hash"],
                 "sort": [{"id": "asc"}],
                 "pit": {"id": pit, "keep_alive": keep_alive},
                 "track_total_hits": False,
@@ -116,7 +117,8 @@ def search_pairs(client: Any, index: str, *, batch: int = 10_000, keep_alive: st
             if not hits:
                 return
             for hit in hits:
-                yield hit["_source"]["id"], hit["_source"].get("content_hash", "")
+                fields = hit.get("fields", {})
+                yield fields["id"][0], (fields.get("content_hash") or [""])[0]
             after = hits[-1]["sort"]
     finally:
         client.delete_pit(body={"pit_id": [pit]})

@@ -34,6 +34,7 @@ from kfm_ops.fixtures import (  # noqa: F401 — registered as fixtures by being
     search,
 )
 from kfm_ops.hub import ServiceHub
+from kfm_ops.privileges import write_capable
 from kfm_ops.redact import redact, redact_obj
 from kfm_ops.settings import load_settings
 
@@ -99,8 +100,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS_KEY]
+    hub = config.stash[HUB_KEY]
     lines = [f"kfm-ops: environment={settings.environment} run_id={config.stash[RUN_ID_KEY]}"]
-    return lines + ["  " + line for line in config.stash[HUB_KEY].status_lines()]
+    lines += ["  " + line for line in hub.status_lines()]
+    for problem in write_capable(hub):
+        log.get_logger().warning("privilege.write_capable_check_credentials", problem=problem)
+        lines.append(f"  WARNING {problem}")
+    return lines
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,26 +28,26 @@ SELECT DISTINCT a.id, a.label, a.software, a.version FROM kfm.prov_activities a
 JOIN kfm.prov_links l ON l.subject = a.id AND l.relation = 'used'
 JOIN kfm.datasets d ON d.id = l.object AND d.status = 'published' ORDER BY a.id
 """
+USED_SQL = """
+SELECT l.subject, l.object FROM kfm.prov_links l JOIN kfm.datasets d ON d.id = l.object AND d.status = 'published'
+WHERE l.relation = 'used' ORDER BY 1, 2
+"""
+# One round trip per batch. Items whose content_hash is unchanged stop at the WHERE; changed
+# and new items lose their outgoing relationships and get them re-CREATEd (no MERGE needed:
+# an item reaching the CREATEs has none left).
 UPSERT_ITEMS = """
 UNWIND $rows AS r
 MERGE (i:Item {id: r.id})
 WITH i, r WHERE i.content_hash IS NULL OR i.content_hash <> r.content_hash
-OPTIONAL MATCH (i)-[old]->()
-DELETE old
-WITH DISTINCT i, r
+CALL { WITH i MATCH (i)-[old]->() DELETE old }
 SET i.dataset_id = r.dataset_id, i.title = r.title, i.sensitivity = r.sensitivity,
     i.geometry_wkt = r.geometry_wkt, i.content_hash = r.content_hash, i.updated_at = r.updated_at
-RETURN collect(r.id) AS changed
-"""
-LINK_ITEMS = """
-UNWIND $rows AS r
-MATCH (i:Item {id: r.id})
-MATCH (d:Dataset {id: r.dataset_id})
-MERGE (i)-[:IN_DATASET]->(d)
 WITH i, r
-CALL { WITH i, r MATCH (a:Activity {id: r.generated_by}) MERGE (i)-[:WAS_GENERATED_BY]->(a) }
-CALL { WITH i, r UNWIND r.places AS pid MATCH (p:Place {id: pid}) MERGE (i)-[:LOCATED_IN]->(p) }
-CALL { WITH i, r UNWIND r.derived_from AS src MATCH (s:Item {id: src}) MERGE (i)-[:WAS_DERIVED_FROM]->(s) }
+CALL { WITH i, r MATCH (d:Dataset {id: r.dataset_id}) CREATE (i)-[:IN_DATASET]->(d) }
+CALL { WITH i, r MATCH (a:Activity {id: r.generated_by}) CREATE (i)-[:WAS_GENERATED_BY]->(a) }
+CALL { WITH i, r UNWIND r.places AS pid MATCH (p:Place {id: pid}) CREATE (i)-[:LOCATED_IN]->(p) }
+CALL { WITH i, r UNWIND r.derived_from AS src MATCH (s:Item {id: src}) CREATE (i)-[:WAS_DERIVED_FROM]->(s) }
+RETURN count(i) AS changed
 """
 
 
@@ -110,6 +110,9 @@ class SyncGraph:
         activities = [dict(zip(("id", "label", "software", "version"), r, strict=True))
                       for r in reader.execute(ACTIVITIES_SQL)]
         graph.run("UNWIND $rows AS r MERGE (a:Activity {id: r.id}) SET a += r", rows=activities)
+        used = [{"activity": r[0], "dataset": r[1]} for r in reader.execute(USED_SQL)]
+        graph.run("UNWIND $rows AS r MATCH (a:Activity {id: r.activity}) MATCH (d:Dataset {id: r.dataset}) "
+                  "MERGE (a)-[:USED]->(d)", rows=used)
         places = [{"id": r[0], "name": r[1], "kind": r[2]}
                   for r in reader.execute("SELECT id, name, kind FROM kfm.places")]
         graph.run("UNWIND $rows AS r MERGE (p:Place {id: r.id}) SET p += r", rows=places)
@@ -121,10 +124,7 @@ class SyncGraph:
             for key in ("start_datetime", "end_datetime", "geometry", "body"):
                 for r in rows:
                     r.pop(key, None)
-            ids = set(graph.run(UPSERT_ITEMS, rows=rows)[0]["changed"])
-            if ids:
-                graph.run(LINK_ITEMS, rows=[r for r in rows if r["id"] in ids])
-            changed += len(ids)
+            changed += graph.run(UPSERT_ITEMS, rows=rows)[0]["changed"]
             seen += len(rows)
             progress("graph items", seen, total)
 

@@ -28,8 +28,7 @@ from maintenance.actions.derive import (
     published_count,
     record_watermark,
     run_id_of,
-    search_document,
-    stream_rows,
+    stream_documents,
 )
 from maintenance.runner import Interrupted, Plan
 
@@ -124,9 +123,9 @@ class ReindexSearch:
             step = "bulk"
             total, watermark = published_count(reader)
             scan_start = reader.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-            loaded = self._bulk(client, new, stream_rows(reader, grid), progress, total)
+            loaded = self._bulk(client, new, stream_documents(reader, grid), progress, total)
             step = "catch-up"
-            caught_up = self._bulk(client, new, stream_rows(reader, grid, since=scan_start - CATCH_UP_MARGIN),
+            caught_up = self._bulk(client, new, stream_documents(reader, grid, since=scan_start - CATCH_UP_MARGIN),
                                    progress, None)
             step = "refresh"
             client.indices.put_settings(index=new, body={"index": {"refresh_interval":
@@ -159,11 +158,11 @@ class ReindexSearch:
         return {"index": new, "documents_loaded": loaded, "caught_up": caught_up, "verified": diff.compared,
                 "previous": ",".join(d["live"]) or None, "pruned": len(pruned)}
 
-    def _bulk(self, client: OpenSearch, index: str, rows: Iterator[dict[str, Any]],
+    def _bulk(self, client: OpenSearch, index: str, documents: Iterator[tuple[str, str]],
               progress: Callable[[str, int, int | None], None], total: int | None) -> int:
         def actions() -> Iterator[dict[str, Any]]:
-            for row in rows:
-                yield {"_op_type": "index", "_index": index, "_id": row["id"], "_source": search_document(row)}
+            for item_id, document in documents:  # JSON text goes into the bulk body as it is
+                yield {"_op_type": "index", "_index": index, "_id": item_id, "_source": document}
 
         done = 0
         for ok, info in helpers.parallel_bulk(client, actions(), thread_count=self.threads,
