@@ -157,3 +157,9 @@ def decode_summary(kind: str, raw: Any) -> dict[str, Any] | None:
 def key_pattern(template: str) -> str:
     """``kfm:summary:dataset:{dataset_id}`` → the SCAN pattern ``kfm:summary:dataset:*``."""
     return re.sub(r"\{[^}]+\}", "*", template)
+
+
+def where(settings: Any, service: str, thing: str = "") -> str:
+    """``<service> host:port <thing>``: the place a check looked, for its failure message."""
+    section = settings.section(service)
+    return f"{service} {section.where if section else '?'}" + (f" {thing}" if thing else "")

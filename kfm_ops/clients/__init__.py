@@ -7,10 +7,9 @@ construction; write clients exist only behind a safety gate (:mod:`kfm_ops.hub`)
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-from kfm_ops.errors import UsageError
+from kfm_ops.registry import resolve
 
 REGISTRY: dict[str, str] = {
     "postgis": "kfm_ops.clients.postgis",
@@ -24,10 +23,8 @@ REGISTRY: dict[str, str] = {
 
 def adapter(name: str) -> ModuleType:
     """The adapter module for service ``name``."""
-    try:
-        return importlib.import_module(REGISTRY[name])
-    except KeyError:
-        raise UsageError(f"unknown service {name!r}", hint="known services: " + ", ".join(REGISTRY)) from None
+    module: ModuleType = resolve(REGISTRY, name, "service")
+    return module
 
 
 _DRIVER_SERVICE = {"psycopg": "postgis", "neo4j": "graph", "opensearchpy": "search", "redis": "cache",

@@ -15,9 +15,13 @@ def open(section: PostgisSettings, *, write: bool, application_name: str = "kfm-
         raise UsageError("postgis write access needs KFM_POSTGIS__WRITE_DSN", hint="set the owner DSN for kfm-maint")
     dsn = (section.write_dsn if write else section.dsn) or ""
     secret = section.write_password if write else section.password
-    options = f"-c statement_timeout={int(section.query_timeout * 1000)}"
-    if not write:
-        options += " -c default_transaction_read_only=on"
+    timeout_ms = int(section.query_timeout * 1000)
+    if write:
+        # Actions run long statements on purpose (COPY, REFRESH … CONCURRENTLY, a million-row
+        # INSERT … SELECT): no statement timeout, but never wait long for someone else's lock.
+        options = f"-c statement_timeout=0 -c lock_timeout={timeout_ms}"
+    else:
+        options = f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on"
     return psycopg.connect(
         dsn,
         password=secret.get_secret_value() if secret else None,
@@ -25,6 +29,9 @@ def open(section: PostgisSettings, *, write: bool, application_name: str = "kfm-
         options=options,
         application_name=application_name,
         autocommit=True,
+        # A peer that vanishes mid-statement is noticed by the kernel, not waited for forever.
+        keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+        tcp_user_timeout=timeout_ms,
     )
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from kfm_ops.errors import UsageError
+from kfm_ops.registry import resolve
 
 REGISTRY: dict[str, str] = {
     "migrate": "maintenance.actions.schema:Migrate",
@@ -20,8 +19,4 @@ REGISTRY: dict[str, str] = {
 
 def action_class(name: str) -> Any:
     """The action class registered as ``name``."""
-    try:
-        module, _, attr = REGISTRY[name].partition(":")
-    except KeyError:
-        raise UsageError(f"unknown action {name!r}", hint="known actions: " + ", ".join(REGISTRY)) from None
-    return getattr(importlib.import_module(module), attr)
+    return resolve(REGISTRY, name, "action")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kfm_ops import contracts
-from kfm_ops.checks_support import expect, fail_with
+from kfm_ops.checks_support import expect, fail_with, where
 from kfm_ops.consistency import canonical_pairs, compare, graph_pairs, search_pairs
 from kfm_ops.settings import Settings
 
@@ -36,7 +36,7 @@ def test_search_matches_canonical(postgis: Any, search: Any, kfm_settings: Setti
     alias = contracts.load("search", kfm_settings.contracts_dir)["alias"]
     diff = compare(canonical_pairs(postgis), search_pairs(search, alias), store=f"search alias {alias}",
                    first_n=kfm_settings.checks.first_n)
-    _report(diff, f"search {kfm_settings.search.where if kfm_settings.search else '?'} alias {alias}",
+    _report(diff, where(kfm_settings, "search", f"alias {alias}"),
             "kfm-maint reindex --targets search")
 
 
@@ -45,7 +45,7 @@ def test_graph_matches_canonical(postgis: Any, graph: Any, kfm_settings: Setting
     """Graph Item nodes (ids, content hashes) equal the published items of the canonical store."""
     diff = compare(canonical_pairs(postgis), graph_pairs(graph), store="graph label Item",
                    first_n=kfm_settings.checks.first_n)
-    _report(diff, f"graph {kfm_settings.graph.where if kfm_settings.graph else '?'} label Item",
+    _report(diff, where(kfm_settings, "graph", "label Item"),
             "kfm-maint reindex --targets graph (add --prune for orphans)")
 
 

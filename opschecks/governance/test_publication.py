@@ -6,15 +6,10 @@ from typing import Any
 
 import pytest
 
-from kfm_ops.checks_support import expect, fail_with
+from kfm_ops.checks_support import expect, fail_with, where
 from kfm_ops.settings import Settings
 
 GATE_BATCH = 500
-
-
-def _where(settings: Settings, service: str, thing: str) -> str:
-    section = settings.section(service)
-    return f"{service} {section.where if section else '?'} {thing}"
 
 
 @pytest.mark.risk("medium")
@@ -35,10 +30,10 @@ def test_published_items_pass_stac_gate(postgis: Any, policy: Any, kfm_settings:
                     denied.append(item_id)
                     reasons.update(decision.get("deny", [])[:3])
             checked += len(rows)
-    expect(checked > 0, "no published items to check", _where(kfm_settings, "postgis", "kfm.items"),
+    expect(checked > 0, "no published items to check", where(kfm_settings, "postgis", "kfm.items"),
            hint="load the catalog (dev: kfm-maint sample-data init)")
     expect(not denied, f"{len(denied)} of {checked} published items fail the STAC gate "
-           f"({'; '.join(sorted(reasons)[:5])})", _where(kfm_settings, "policy", "data.kfm.stac.batch"),
+           f"({'; '.join(sorted(reasons)[:5])})", where(kfm_settings, "policy", "data.kfm.stac.batch"),
            denied, "fix the items in the pipelines and re-publish; the gate is in kfm_ops/contracts/policy",
            first_n=kfm_settings.checks.first_n)
 
@@ -58,7 +53,7 @@ def test_published_items_were_generated_by_an_activity(postgis: Any, kfm_setting
             "WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a.id = l.object "
             "                  WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')").fetchone()[0]
         fail_with("published items without a generating PROV activity",
-                  _where(kfm_settings, "postgis", "kfm.prov_links (wasGeneratedBy)"), [r[0] for r in rows],
+                  where(kfm_settings, "postgis", "kfm.prov_links (wasGeneratedBy)"), [r[0] for r in rows],
                   "provenance comes from the pipelines: re-run the item's pipeline to record it",
                   total=total, first_n=kfm_settings.checks.first_n)
 
@@ -82,7 +77,7 @@ def test_no_dangling_provenance(postgis: Any, kfm_settings: Settings) -> None:
     """Every PROV link joins existing entities and activities (wasDerivedFrom, used, wasGeneratedBy)."""
     rows = postgis.execute(DANGLING_SQL).fetchall()
     expect(not rows, f"{len(rows)} PROV links point at entities that do not exist",
-           _where(kfm_settings, "postgis", "kfm.prov_links"), [r[0] for r in rows],
+           where(kfm_settings, "postgis", "kfm.prov_links"), [r[0] for r in rows],
            "fix the provenance records in the pipelines (kfm-ops never edits the canonical store)",
            first_n=kfm_settings.checks.first_n)
 
@@ -95,7 +90,7 @@ def test_published_datasets_have_license_and_publisher(postgis: Any, kfm_setting
         "SELECT id FROM kfm.datasets WHERE status = 'published' "
         "AND (coalesce(btrim(license), '') = '' OR coalesce(btrim(publisher), '') = '') ORDER BY id").fetchall()
     expect(not rows, "published datasets without a license or publisher",
-           _where(kfm_settings, "postgis", "kfm.datasets"), [r[0] for r in rows],
+           where(kfm_settings, "postgis", "kfm.datasets"), [r[0] for r in rows],
            "add the DCAT license/publisher in the catalog pipeline, or unpublish the dataset",
            first_n=kfm_settings.checks.first_n)
 
@@ -110,7 +105,7 @@ def test_every_maintenance_run_has_an_end_record(postgis: Any, kfm_settings: Set
         "  SELECT 1 FROM pg_stat_activity a WHERE a.application_name LIKE 'kfm-maint/' || l.run_id || '/%') "
         "ORDER BY l.started_at").fetchall()
     expect(not rows, "maintenance runs without an end record (killed mid-run?)",
-           _where(kfm_settings, "postgis", "kfm_ops.audit_ledger"), [r[0] for r in rows],
+           where(kfm_settings, "postgis", "kfm_ops.audit_ledger"), [r[0] for r in rows],
            "the next run of any kfm-maint action marks them aborted; check what they left with `kfm-maint check`",
            first_n=kfm_settings.checks.first_n)
 

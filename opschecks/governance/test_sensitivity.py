@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kfm_ops import contracts
-from kfm_ops.checks_support import expect
+from kfm_ops.checks_support import expect, where
 from kfm_ops.settings import Settings
 
 BATCH = 500
@@ -61,7 +61,7 @@ def test_restricted_geometry_generalized_in_search(postgis: Any, search: Any, po
             if doc.get("found") and _round(doc["_source"].get("geometry")) != _round(json.loads(generalized)):
                 leaked.append(item_id)
     expect(not leaked, "restricted items whose search geometry is not the generalized one (exact geometry leak)",
-           f"search {kfm_settings.search.where if kfm_settings.search else '?'} alias {alias}", leaked,
+           where(kfm_settings, "search", f"alias {alias}"), leaked,
            "rebuild the index from the canonical store: kfm-maint reindex --targets search",
            first_n=kfm_settings.checks.first_n)
 
@@ -77,7 +77,7 @@ def test_restricted_geometry_generalized_in_graph(postgis: Any, graph: Any, poli
                           ids=list(expected))
         leaked += [f["id"] for f in found if f["wkt"] != expected[f["id"]]]
     expect(not leaked, "restricted items whose graph geometry is not the generalized one (exact geometry leak)",
-           f"graph {kfm_settings.graph.where if kfm_settings.graph else '?'} label Item.geometry_wkt", leaked,
+           where(kfm_settings, "graph", "label Item.geometry_wkt"), leaked,
            "re-sync the graph: kfm-maint reindex --targets graph", first_n=kfm_settings.checks.first_n)
 
 
@@ -99,7 +99,7 @@ def test_restricted_extents_generalized_in_cache(postgis: Any, cache: Any, polic
             if any(abs(c / grid - round(c / grid)) > 1e-6 for c in coords):
                 leaked.append(dataset_id)
     expect(not leaked, "cached extents of restricted datasets are not on the generalization grid",
-           f"cache {kfm_settings.cache.where if kfm_settings.cache else '?'} key {key}", leaked,
+           where(kfm_settings, "cache", f"key {key}"), leaked,
            "rebuild the cache: kfm-maint cache rebuild", first_n=kfm_settings.checks.first_n)
 
 
