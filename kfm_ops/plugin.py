@@ -8,6 +8,7 @@ checks in ``opschecks`` and any checks folder of a deployment's own.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -91,6 +92,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_ID_KEY] = run_id
     config.stash[HUB_KEY] = ServiceHub(settings)
     _SESSION_HUB[:] = [config.stash[HUB_KEY]]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STARTED] = time.monotonic()
+    log.get_logger().info("checks.start", configured=session.config.stash[SETTINGS_KEY].configured())
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    counts = {key: len(reports) for key, reports in terminalreporter.stats.items()
+              if key in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
+    log.get_logger().info("checks.end", exit_status=int(exitstatus), **counts,
+                          duration_s=round(time.monotonic() - config.stash.get(_STARTED, time.monotonic()), 3),
+                          unreachable=config.stash[HUB_KEY].unavailable() if HUB_KEY in config.stash else [])
+
+
+_STARTED = pytest.StashKey[float]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
