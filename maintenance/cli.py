@@ -186,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = _options(args)
         out.json_mode = opts["json"]
         if not args.command:
-            build_parser().print_help()
-            return int(ExitCode.USAGE)
+            raise UsageError("kfm-maint: a command is required", hint="see `kfm-maint --help`")
         if opts["env_file"]:
             os.environ["KFM_ENV_FILE"] = opts["env_file"]
         settings = load_settings(opts["env_file"])

@@ -69,8 +69,7 @@ class Output:
     def error(self, exc: KfmError) -> None:
         self._stop_progress()
         self._document["error"] = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
-        if not self.json_mode:
-            self.errors.print(f"kfm-maint: error: {exc}", markup=False)
+        self.errors.print(f"kfm-maint: error: {exc}", markup=False)  # stderr, in --json mode too
 
     def result(self, document: dict[str, Any], code: int) -> None:
         self._stop_progress()

@@ -24,6 +24,7 @@ from kfm_ops import gates, log, migrate
 from kfm_ops.clients import describe, service_of
 from kfm_ops.errors import ActionFailed, ExitCode, KfmError, ServiceUnavailable
 from kfm_ops.hub import ServiceHub
+from kfm_ops.interrupt import STOP
 from kfm_ops.report import Report
 from kfm_ops.settings import SERVICES, Settings
 from maintenance.output import Output
@@ -65,6 +66,7 @@ class Interrupted(KfmError):
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:
+    STOP.set()  # threads (bulk workers) stop too, not only the main thread
     raise Interrupted("interrupted by SIGTERM", hint="the live state was left as it was; re-run to converge")
 
 

@@ -87,9 +87,10 @@ SETTINGS = ["KFM_POSTGIS__DSN", "KFM_GRAPH__URL", "KFM_SEARCH__URL", "KFM_CACHE_
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(SETTINGS), value=text)
-def test_any_setting_value_is_accepted_or_named(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(name, value)
-    try:
-        load_settings()
-    except UsageError as exc:
-        assert name in str(exc)
+def test_any_setting_value_is_accepted_or_named(name: str, value: str) -> None:
+    with pytest.MonkeyPatch.context() as patch:  # one example's variable must not leak into the next
+        patch.setenv(name, value)
+        try:
+            load_settings()
+        except UsageError as exc:
+            assert name in str(exc)

@@ -24,15 +24,25 @@ ALIAS = "kfm-items"
 
 
 def _start_reindex(search_url: str) -> subprocess.Popen[str]:
+    # small bulk requests: each fits the request deadline on a throttled link, and there are many
     return subprocess.Popen([sys.executable, "-m", "maintenance.cli", "reindex", "--targets", "search", "--force",
-                             "--no-verify"], cwd=ROOT, env={**os.environ, "KFM_SEARCH__URL": search_url},
+                             "--batch-size", "50", "--no-verify"], cwd=ROOT,
+                            env={**os.environ, "KFM_SEARCH__URL": search_url},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+_BEFORE: set[str] = set()  # indices that existed before the run under test started
 
 
 def _building(search: Any, live: str) -> list[str]:
     found = search.indices.get(index="kfm-items-v*")
-    return [n for n, body in found.items() if n != live
+    return [n for n, body in found.items() if n != live and n not in _BEFORE
             and body["mappings"].get("_meta", {}).get("kfm", {}).get("state") == "building"]
+
+
+def _remember_indices(search: Any) -> None:
+    _BEFORE.clear()
+    _BEFORE.update(search.indices.get(index="kfm-items-v*"))
 
 
 def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -84,6 +94,7 @@ def test_reindex_killed_leaves_alias_on_the_complete_old_index(point: str, searc
             p.toxic("bandwidth", "upstream", rate=40)  # KB/s: the bulk body crawls
         else:
             p.toxic("latency", "downstream", latency=700)  # each request of the verify step waits
+        _remember_indices(search_writer)
         proc = _start_reindex(f"http://127.0.0.1:{p.port}")
         _wait_for((_in_bulk if point == "bulk" else _in_verify)(search_writer, live), proc)
         proc.send_signal(signal.SIGKILL)
@@ -98,6 +109,7 @@ def test_reindex_killed_leaves_alias_on_the_complete_old_index(point: str, searc
     assert owner_pg.execute("SELECT count(*) FROM kfm_ops.audit_ledger WHERE outcome = 'running'").fetchone()[0] == 0
     assert owner_pg.execute("SELECT count(*) FROM kfm_ops.audit_ledger WHERE outcome = 'aborted' "
                             "AND action = 'reindex-search'").fetchone()[0] >= 1
+    _BEFORE.clear()
     assert not _building(search_writer, "none"), "the half-built index of the killed run was pruned"
     _assert_old_index_still_live(search_writer, sorted(search_writer.indices.get_alias(name=ALIAS))[0], count)
 
@@ -107,6 +119,7 @@ def test_sigterm_stops_at_a_safe_point(search_writer: Any, owner_pg: Any) -> Non
     count = search_writer.count(index=ALIAS)["count"]
     with toxiproxy.proxy("search-term", "127.0.0.1:9200") as p:
         p.toxic("bandwidth", "upstream", rate=40)
+        _remember_indices(search_writer)
         proc = _start_reindex(f"http://127.0.0.1:{p.port}")
         _wait_for(_in_bulk(search_writer, live), proc)
         proc.send_signal(signal.SIGTERM)
@@ -117,6 +130,7 @@ def test_sigterm_stops_at_a_safe_point(search_writer: Any, owner_pg: Any) -> Non
     row = owner_pg.execute("SELECT outcome FROM kfm_ops.audit_ledger WHERE action = 'reindex-search' "
                            "ORDER BY started_at DESC LIMIT 1").fetchone()
     assert row[0] == "aborted"
+    _BEFORE.clear()
     assert not _building(search_writer, live), "SIGTERM discarded the half-built index"
 
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.devstack
 
 
 def _header(env: dict[str, str]) -> str:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "opschecks/health/test_cache.py", "--co", "-q",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "opschecks/health/test_cache.py", "--co",
                            "-p", "no:cacheprovider"], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
                           text=True, timeout=120, check=False)
     return proc.stdout + proc.stderr

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from typing import Any
 
+from opensearchpy import ConnectionError as OpenSearchConnectionError
 from opensearchpy import ConnectionTimeout, OpenSearch, Transport
 
 from kfm_ops.errors import ActionRefused
+from kfm_ops.interrupt import STOP
 from kfm_ops.settings import SearchSettings
 
 # opensearch-py logs every failed request with its traceback at WARNING; kfm-ops reports
@@ -34,6 +37,8 @@ class DeadlineTransport(Transport):
     deadline: float = 30.0
 
     def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if STOP.is_set():
+            raise OpenSearchConnectionError("N/A", "interrupted before the request was sent", None)
         outcome: dict[str, Any] = {}
 
         def work() -> None:
@@ -44,7 +49,11 @@ class DeadlineTransport(Transport):
 
         worker = threading.Thread(target=work, name="kfm-search-request", daemon=True)
         worker.start()
-        worker.join(self.deadline)
+        deadline = time.monotonic() + self.deadline
+        while worker.is_alive() and time.monotonic() < deadline and not STOP.is_set():
+            worker.join(0.1)
+        if worker.is_alive() and STOP.is_set():
+            raise OpenSearchConnectionError("N/A", "interrupted while waiting for an answer", None)
         if worker.is_alive():
             raise ConnectionTimeout("TIMEOUT", f"no complete answer to {method} {url} within {self.deadline}s "
                                     "(timeout)", None)

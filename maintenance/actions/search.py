@@ -11,18 +11,24 @@ verified index and prune clears what a killed run left behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
+from itertools import islice
 from typing import Any
 
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
 
 from kfm_ops import contracts
 from kfm_ops.clients import describe, service_of
 from kfm_ops.consistency import canonical_pairs, compare, search_pairs
 from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
+from kfm_ops.interrupt import STOP
 from maintenance.actions.derive import (
     grid_degrees,
     published_count,
@@ -32,7 +38,8 @@ from maintenance.actions.derive import (
 )
 from maintenance.runner import Interrupted, Plan
 
-CATCH_UP_MARGIN = timedelta(minutes=5)  # covers writers whose transactions began before our snapshot
+CATCH_UP_MARGIN = timedelta(minutes=5)
+BULK_ATTEMPTS = 4  # covers writers whose transactions began before our snapshot
 
 
 def _contract(hub: ServiceHub) -> dict[str, Any]:
@@ -143,6 +150,7 @@ class ReindexSearch:
             actions.append({"add": {"index": new, "alias": d["alias"]}})
             client.indices.update_aliases(body={"actions": actions})
         except Interrupted:
+            STOP.clear()  # the bulk workers have stopped; the clean-up request itself must go out
             self._discard(client, new)
             raise Interrupted(f"interrupted by SIGTERM during step '{step}'",
                               hint=f"alias {d['alias']} and its live index were left untouched") from None
@@ -160,20 +168,49 @@ class ReindexSearch:
 
     def _bulk(self, client: OpenSearch, index: str, documents: Iterator[tuple[str, str]],
               progress: Callable[[str, int, int | None], None], total: int | None) -> int:
-        def actions() -> Iterator[dict[str, Any]]:
-            for item_id, document in documents:  # JSON text goes into the bulk body as it is
-                yield {"_op_type": "index", "_index": index, "_id": item_id, "_source": document}
+        """Bulk-load with at most ``threads`` requests in flight; stop at once on failure or SIGTERM.
 
+        (Not ``helpers.parallel_bulk``: its thread pool deadlocks when the consumer stops early
+        while the bounded task queue is full, so an interrupted run would never exit.)
+        """
         done = 0
-        for ok, info in helpers.parallel_bulk(client, actions(), thread_count=self.threads,
-                                              chunk_size=self.chunk_size, raise_on_error=False,
-                                              raise_on_exception=True, queue_size=2):
-            if not ok:
-                raise ActionFailed(self.name, "bulk", f"a document was rejected: {str(info)[:300]}")
-            done += 1
-            if done % 5000 == 0:
-                progress("search documents", done, total)
+        in_flight: deque[Future[int]] = deque()
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="kfm-bulk") as pool:
+            try:
+                while chunk := list(islice(documents, self.chunk_size)):
+                    in_flight.append(pool.submit(self._send, client, index, chunk))
+                    if len(in_flight) >= self.threads:
+                        done += in_flight.popleft().result()
+                        progress("search documents", done, total)
+                while in_flight:
+                    done += in_flight.popleft().result()
+            except BaseException:
+                for future in in_flight:  # queued requests never start; those in flight end within
+                    future.cancel()       # their deadline, or at once after SIGTERM (STOP)
+                raise
+        progress("search documents", done, total)
         return done
+
+    def _send(self, client: OpenSearch, index: str, chunk: list[tuple[str, str]]) -> int:
+        """One bulk request; documents the cluster pushed back (429) are sent again, a few times."""
+        pending = chunk
+        for attempt in range(BULK_ATTEMPTS):
+            # the documents are JSON text already: the body is assembled, never re-serialized
+            body = "".join(f'{{"index":{{"_index":{json.dumps(index)},"_id":{json.dumps(item_id)}}}}}\n{doc}\n'
+                           for item_id, doc in pending)
+            items = client.bulk(body=body)["items"]
+            pushed_back = [pair for pair, item in zip(pending, items, strict=True) if item["index"]["status"] == 429]
+            failed = [item["index"] for item in items if item["index"]["status"] >= 300
+                      and item["index"]["status"] != 429]
+            if failed:
+                raise ActionFailed(self.name, "bulk", f"{len(failed)} documents rejected, first: "
+                                   f"{failed[0].get('_id')}: {str(failed[0].get('error'))[:300]}")
+            if not pushed_back:
+                return len(chunk)
+            pending = pushed_back
+            time.sleep(0.5 * (attempt + 1))
+        raise ActionFailed(self.name, "bulk", f"{len(pending)} documents still pushed back (429) after "
+                           f"{BULK_ATTEMPTS} attempts", hint="the cluster is overloaded; re-run later")
 
     @staticmethod
     def _discard(client: OpenSearch, index: str) -> None:
