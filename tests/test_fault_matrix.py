@@ -89,7 +89,8 @@ def _env(service: str, port: int) -> dict[str, str]:
 def _message(service: str, output: str) -> str:
     """The line that names what went wrong, as an operator would read it first."""
     lines = output.splitlines()
-    for needle in (f"{service} unreachable at", f"{service} failed", "kfm-maint: error:", "failed at step"):
+    for needle in (f"{service} unreachable at", f"{service} failed", "kfm-maint: error:", "failed at step",
+                   " failed: "):
         for line in lines:
             if needle in line:
                 return line.split(" — check")[0][:220]

@@ -60,7 +60,7 @@ def test_any_arguments_end_cleanly(args: list[str], capsys: pytest.CaptureFixtur
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=text.filter(lambda v: v.strip() and not set(v.split(",")) <= {"search", "graph"}))
 def test_unknown_targets_are_named(value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = _run(["reindex", "--targets", value], capsys)
+    code, _out, err = _run(["reindex", f"--targets={value}"], capsys)  # "=": a value may start with "-"
     assert code == 2, err
     bad = [t.strip() for t in value.split(",") if t.strip() and t.strip() not in ("search", "graph")]
     assert not bad or repr(bad[0]) in err

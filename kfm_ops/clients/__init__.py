@@ -53,6 +53,8 @@ _TEXT_FAULTS = (
     ("timeout", "timeout"), ("reset", "connection reset"), ("authentication", "authentication failed"),
     ("unauthorized", "authentication failed"), ("wrongpass", "authentication failed"),
     ("password", "authentication failed"), ("eof", "connection closed"), ("closed", "connection closed"),
+    ("defunct", "connection closed"), ("connection broken", "connection closed"),
+    ("incompleteread", "connection closed"),
 )
 
 
