@@ -25,7 +25,7 @@ from kfm_ops.clients import describe, service_of
 from kfm_ops.errors import ActionFailed, ExitCode, KfmError, ServiceUnavailable
 from kfm_ops.hub import ServiceHub
 from kfm_ops.interrupt import STOP
-from kfm_ops.report import Report
+from kfm_ops.report import Report, write_json_atomically
 from kfm_ops.settings import SERVICES, Settings
 from maintenance.output import Output
 
@@ -99,8 +99,6 @@ def run(action: Action, ctx: RunContext) -> int:
         hub.close()
         report.kfm["exit_code"] = int(code)
         if ctx.report_file:
-            from kfm_ops.report import write_json_atomically
-
             write_json_atomically(ctx.report_file, report.to_dict(int(code)))
     ctx.out.result(report.kfm, code)
     return int(code)
