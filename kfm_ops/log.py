@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,6 +32,26 @@ def _redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
     return redact_obj(event)  # type: ignore[no-any-return]
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the time of writing (pytest swaps it); logging never raises."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (ValueError, OSError):  # closed by a capture that ended: drop the line
+            return 0
+
+    def flush(self) -> None:
+        with suppress(ValueError, OSError):
+            sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return sys.stderr.isatty()
+        except (ValueError, OSError):
+            return False
+
+
 def configure(
     *,
     run_id: str,
@@ -43,7 +63,7 @@ def configure(
 ) -> None:
     """Configure structlog once per process; later calls only rebind the context."""
     global _configured_run_id
-    out: TextIO = stream or sys.stderr
+    out: Any = stream or _CurrentStderr()
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 — lives as long as the process
