@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kfm_ops.checks_support import expect, fail_with, where
+from kfm_ops.checks_support import expect, where
 from kfm_ops.settings import Settings
 
 GATE_BATCH = 500
@@ -38,24 +38,28 @@ def test_published_items_pass_stac_gate(postgis: Any, policy: Any, kfm_settings:
            first_n=kfm_settings.checks.first_n)
 
 
+def _first_n(postgis: Any, sql: str, n: int) -> tuple[list[str], int]:
+    """The first ``n`` offenders a query finds, and how many there are in all (one round trip)."""
+    rows = postgis.execute(f"SELECT x, count(*) OVER () FROM ({sql}) AS q(x) ORDER BY x LIMIT %s", (n,)).fetchall()
+    return [r[0] for r in rows], (rows[0][1] if rows else 0)
+
+
+UNGENERATED_SQL = """
+SELECT i.id FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id AND d.status = 'published'
+WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a.id = l.object
+                  WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')
+"""
+
+
 @pytest.mark.smoke
 @pytest.mark.risk("low")
 def test_published_items_were_generated_by_an_activity(postgis: Any, kfm_settings: Settings) -> None:
     """Every published item has a wasGeneratedBy link to an existing PROV activity."""
-    rows = postgis.execute(
-        "SELECT i.id FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id AND d.status = 'published' "
-        "WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a.id = l.object "
-        "                  WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy') ORDER BY i.id LIMIT %s",
-        (kfm_settings.checks.first_n,)).fetchall()
-    if rows:
-        total = postgis.execute(
-            "SELECT count(*) FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id AND d.status = 'published' "
-            "WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a.id = l.object "
-            "                  WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')").fetchone()[0]
-        fail_with("published items without a generating PROV activity",
-                  where(kfm_settings, "postgis", "kfm.prov_links (wasGeneratedBy)"), [r[0] for r in rows],
-                  "provenance comes from the pipelines: re-run the item's pipeline to record it",
-                  total=total, first_n=kfm_settings.checks.first_n)
+    ids, total = _first_n(postgis, UNGENERATED_SQL, kfm_settings.checks.first_n)
+    expect(not total, "published items without a generating PROV activity",
+           where(kfm_settings, "postgis", "kfm.prov_links (wasGeneratedBy)"), ids,
+           "provenance comes from the pipelines: re-run the item's pipeline to record it",
+           total=total, first_n=kfm_settings.checks.first_n)
 
 
 DANGLING_SQL = """
@@ -67,7 +71,6 @@ WHERE NOT EXISTS (SELECT 1 FROM kfm.items e WHERE e.id = l.subject)
        AND NOT EXISTS (SELECT 1 FROM kfm.items e WHERE e.id = l.object)
        AND NOT EXISTS (SELECT 1 FROM kfm.datasets e WHERE e.id = l.object))
    OR (l.relation = 'wasGeneratedBy' AND NOT EXISTS (SELECT 1 FROM kfm.prov_activities e WHERE e.id = l.object))
-ORDER BY 1
 """
 
 
@@ -75,11 +78,11 @@ ORDER BY 1
 @pytest.mark.risk("low")
 def test_no_dangling_provenance(postgis: Any, kfm_settings: Settings) -> None:
     """Every PROV link joins existing entities and activities (wasDerivedFrom, used, wasGeneratedBy)."""
-    rows = postgis.execute(DANGLING_SQL).fetchall()
-    expect(not rows, f"{len(rows)} PROV links point at entities that do not exist",
-           where(kfm_settings, "postgis", "kfm.prov_links"), [r[0] for r in rows],
+    links, total = _first_n(postgis, DANGLING_SQL, kfm_settings.checks.first_n)
+    expect(not total, f"{total} PROV links point at entities that do not exist",
+           where(kfm_settings, "postgis", "kfm.prov_links"), links,
            "fix the provenance records in the pipelines (kfm-ops never edits the canonical store)",
-           first_n=kfm_settings.checks.first_n)
+           total=total, first_n=kfm_settings.checks.first_n)
 
 
 @pytest.mark.smoke
