@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from kfm_ops import contracts
 from kfm_ops.hub import ServiceHub
 from kfm_ops.settings import load_settings
 from maintenance.actions.derive import grid_degrees, stream_documents, stream_rows
+from maintenance.actions.graph import graph_rows
+from maintenance.actions.search import BUILD_SETTINGS, BULK_BYTES, BULK_DOCS, BULK_IN_FLIGHT
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_SAMPLE = 2000
@@ -74,13 +77,15 @@ def raw_bulk(hub: ServiceHub) -> dict[str, Any]:
     client = hub.writer("search")
     index = "kfm-bench-raw"
     client.indices.delete(index=index, ignore_unavailable=True)
-    client.indices.create(index=index, body={"settings": {**contract["settings"], "refresh_interval": "-1"},
+    client.indices.create(index=index, body={"settings": {**contract["settings"], **BUILD_SETTINGS},
                                              "mappings": contract["mappings"]})
     grid = grid_degrees(hub)
     docs = [{"_index": index, "_id": item_id, "_source": document}
             for item_id, document in stream_documents(hub.client("postgis"), grid)]
     started = time.monotonic()
-    for ok, info in helpers.parallel_bulk(client, docs, thread_count=2, chunk_size=1000, queue_size=2):
+    # the same request shape as kfm-maint's loader: documents per request, requests in flight
+    for ok, info in helpers.parallel_bulk(client, docs, thread_count=BULK_IN_FLIGHT, chunk_size=BULK_DOCS,
+                                          max_chunk_bytes=BULK_BYTES, queue_size=BULK_IN_FLIGHT):
         if not ok:
             raise SystemExit(f"raw bulk rejected a document: {info}")
     client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
@@ -90,23 +95,36 @@ def raw_bulk(hub: ServiceHub) -> dict[str, Any]:
     return {"documents": len(docs), "seconds": seconds}
 
 
+NAIVE_STATEMENT = """
+MERGE (i:BenchNaiveItem {id: $id})
+SET i.dataset_id = $dataset_id, i.title = $title, i.sensitivity = $sensitivity, i.geometry_wkt = $geometry_wkt,
+    i.content_hash = $content_hash, i.updated_at = $updated_at
+WITH i MATCH (d:Dataset {id: $dataset_id}) MERGE (i)-[:IN_DATASET]->(d)
+WITH i MATCH (a:Activity {id: $generated_by}) MERGE (i)-[:WAS_GENERATED_BY]->(a)
+WITH i UNWIND $places AS pid MATCH (p:Place {id: pid}) MERGE (i)-[:LOCATED_IN]->(p)
+"""
+
+
 def naive_graph(hub: ServiceHub, sample: int) -> dict[str, Any]:
-    """One MERGE per row, the way a hand-written sync loop does it, on a scratch label."""
+    """One statement per row, the way a hand-written sync loop does it: the same node and relationships
+    the sync writes for an item, on a scratch label (its relationships go to the real Dataset/Activity/Place)."""
     graph = hub.writer("graph")
-    rows = []
-    for row in stream_rows(hub.client("postgis"), grid_degrees(hub), links=True):
-        rows.append(row)
-        if len(rows) >= sample:
-            break
+    rows = list(islice(graph_rows(stream_rows(hub.client("postgis"), grid_degrees(hub), links=True)), sample))
     graph.run("MATCH (n:BenchNaiveItem) DETACH DELETE n")
     started = time.monotonic()
-    for r in rows:
-        graph.run("MERGE (i:BenchNaiveItem {id: $id}) SET i.dataset_id = $ds, i.title = $title, "
-                  "i.content_hash = $h, i.geometry_wkt = $wkt", id=r["id"], ds=r["dataset_id"], title=r["title"],
-                  h=r["content_hash"], wkt=r["geometry_wkt"])
+    for row in rows:
+        graph.run(NAIVE_STATEMENT, **row)
     seconds = time.monotonic() - started
     graph.run("MATCH (n:BenchNaiveItem) DETACH DELETE n")
     return {"rows": len(rows), "seconds": seconds}
+
+
+def graph_entities(hub: ServiceHub) -> int:
+    """Item nodes plus their relationships: what the sync wrote into the empty graph (count store, O(1))."""
+    graph = hub.client("graph")
+    items = graph.run("MATCH (i:Item) RETURN count(i) AS n")[0]["n"]
+    links = graph.run("MATCH (:Item)-[r]->() RETURN count(r) AS n")[0]["n"]
+    return int(items + links)
 
 
 def cache_under_reads(hub: ServiceHub) -> dict[str, Any]:
@@ -177,6 +195,7 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     while hub.writer("graph").run("MATCH (i:Item) WITH i LIMIT 10000 DETACH DELETE i RETURN count(*) AS n")[0]["n"]:
         pass  # an empty graph, in bounded transactions
     graph = kfm_maint("reindex", "--targets", "graph")
+    entities = graph_entities(hub)
     naive = naive_graph(hub, min(NAIVE_SAMPLE, published))
     print(f"[bench] {size}: cache rebuild under reads, consistency checks", flush=True)
     cache = cache_under_reads(hub)
@@ -188,7 +207,8 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
         "raw_bulk": {"seconds": raw_json["seconds"], "rss_mib": raw["rss_mib"],
                      "docs_per_s": raw_json["documents"] / raw_json["seconds"]},
         "graph": {"seconds": graph["seconds"], "rss_mib": graph["rss_mib"],
-                  "items_per_s": published / graph["seconds"]},
+                  "items_per_s": published / graph["seconds"], "entities": entities,
+                  "entities_per_s": entities / graph["seconds"]},
         "naive_graph": {"rows": naive["rows"], "rows_per_s": naive["rows"] / naive["seconds"]},
         "cache": cache,
         "consistency": {"seconds": check["seconds"], "rss_mib": check["rss_mib"]},
@@ -220,9 +240,11 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
            f"`pytest opschecks -m smoke`, whole process: median {statistics.median(smoke):.2f} s "
            f"over {len(smoke)} runs ({', '.join(f'{s:.2f}' for s in smoke)}).", "",
            "## Search reindex, end-to-end, against raw parallel_bulk", "",
-           "kfm-maint = stream from PostGIS with a server-side cursor, generalize, bulk (2 threads), catch up, "
-           "refresh, verify every id and hash, swap the alias. Raw = the same documents prebuilt in memory, "
-           "`parallel_bulk` only (the limit).", "",
+           "kfm-maint = stream from PostGIS with a server-side cursor, generalize, bulk, catch up, refresh, "
+           "verify every id and content hash, swap the alias. Raw = the same documents prebuilt in memory, "
+           "`parallel_bulk` only (the limit), into an index with the same settings and with the same request "
+           f"shape ({BULK_DOCS:,} documents / at most {BULK_BYTES // 2**20} MiB per request, "
+           f"{BULK_IN_FLIGHT} in flight).", "",
            "| items | published | kfm-maint s | kfm-maint docs/s | kfm-maint peak RSS | raw s | raw docs/s | "
            "raw peak RSS | ratio |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -232,14 +254,19 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
                    f"{r['raw_bulk']['seconds']:.1f} | {r['raw_bulk']['docs_per_s']:,.0f} | "
                    f"{r['raw_bulk']['rss_mib']:.0f} MiB | {ratio:.2f}× |")
     out += ["", "## Graph sync against a naive one-MERGE-per-row loop", "",
-            f"Sync into an empty graph (items, their relationships, datasets, places, activities). The naive loop "
-            f"is measured on the first {NAIVE_SAMPLE:,} rows (item properties only — less work than the sync).", "",
-            "| items | sync s | sync items/s | sync peak RSS | naive rows/s | speed-up |",
-            "|---:|---:|---:|---:|---:|---:|"]
+            "Sync into an empty graph: per item its node and its relationships (dataset, activity, places; "
+            "derived-from links in a second pass), plus datasets, places, activities. Entities = Item nodes + "
+            "their relationships, counted in the graph afterwards. The naive loop writes the same node and "
+            "relationships per item with one auto-committed statement per row, measured on the first "
+            f"{NAIVE_SAMPLE:,} rows (at full size it would take hours).", "",
+            "| items | sync s | sync items/s | entities | sync entities/s | sync peak RSS | naive items/s | speed-up |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        out.append(f"| {r['published']:,} | {r['graph']['seconds']:.1f} | {r['graph']['items_per_s']:,.0f} | "
-                   f"{r['graph']['rss_mib']:.0f} MiB | {r['naive_graph']['rows_per_s']:,.0f} | "
-                   f"{r['graph']['items_per_s'] / r['naive_graph']['rows_per_s']:.0f}× |")
+        g = r["graph"]
+        entities = (f"{g['entities']:,} | {g['entities_per_s']:,.0f}" if "entities" in g else "– | –")
+        out.append(f"| {r['published']:,} | {g['seconds']:.1f} | {g['items_per_s']:,.0f} | {entities} | "
+                   f"{g['rss_mib']:.0f} MiB | {r['naive_graph']['rows_per_s']:,.0f} | "
+                   f"{g['items_per_s'] / r['naive_graph']['rows_per_s']:.0f}× |")
     out += ["", "## Cache rebuild under a reader loop", "",
             "Every summary forced stale, then rebuilt while a thread reads every summary and the stats view in a loop.",
             "", "| items | rebuild s | summaries rewritten | reads | failed reads |", "|---:|---:|---:|---:|---:|"]
@@ -266,8 +293,8 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
         ("reindex ≥ 0.8× raw parallel_bulk", f"{ratio:.2f}×", ratio >= 0.8),
         ("reindex peak RSS ≤ 300 MB", f"{big['reindex']['rss_mib']:.0f} MiB", big["reindex"]["rss_mib"] <= 286),
         ("graph sync ≥ 20× the naive loop", f"{speedup:.0f}×", speedup >= 20),
-        ("graph sync ≥ 10k entities/s", f"{big['graph']['items_per_s']:,.0f} items/s",
-         big["graph"]["items_per_s"] >= 10_000),
+        ("graph sync ≥ 10k entities/s", f"{big['graph'].get('entities_per_s', 0):,.0f} entities/s "
+         f"({big['graph']['items_per_s']:,.0f} items/s)", big["graph"].get("entities_per_s", 0) >= 10_000),
         ("cache rebuild: zero failed reads", str(big["cache"]["failed"]), big["cache"]["failed"] == 0),
         ("consistency checks ≤ 60 s", f"{big['consistency']['seconds']:.0f} s", big["consistency"]["seconds"] <= 60),
         ("consistency checks peak RSS ≤ 300 MB", f"{big['consistency']['rss_mib']:.0f} MiB",
@@ -275,10 +302,9 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
     ]
     lines = [f"## Goals, at {big['items']:,} items", "", "| goal | measured | met |", "|---|---:|:---:|"]
     lines += [f"| {goal} | {value} | {'yes' if met else '**no**'} |" for goal, value, met in rows]
-    lines += ["", "Where the reindex time goes: the end-to-end run reads every document back to verify its id and "
-              "content hash before it swaps the alias (raw bulk does not), and PostGIS, OpenSearch and the loader "
-              "share the same 2 cores. The graph sync counts items; each item also gets about three relationships "
-              "written in the same transaction, which the naive loop does not write."]
+    lines += ["", "Beyond the bulk load, the end-to-end reindex pays for the verify (a digest of every id and content "
+              "hash, computed by the cluster and from the canonical stream at the same time), the catch-up scan, "
+              "the refresh and flush and the alias swap; PostGIS, OpenSearch and the loader share the same 2 cores."]
     return lines
 
 

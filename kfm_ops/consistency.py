@@ -5,16 +5,18 @@ PostGIS through a server-side cursor, OpenSearch through point-in-time +
 ``search_after``, Neo4j through keyset pages on the uniquely-constrained id.
 :func:`compare` walks two such streams in one sorted merge, keeping only counts
 and the first N ids of each kind — never a whole id set.
+:mod:`kfm_ops.digest` puts an order-free digest in front of the merge for search.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+
+from kfm_ops.clients.postgis import stream
 
 Pair = tuple[str, str]
 
@@ -22,7 +24,6 @@ PUBLISHED_ITEMS_SQL = (
     "SELECT i.id, i.content_hash FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id "
     "WHERE d.status = 'published' ORDER BY i.id COLLATE \"C\""
 )
-
 
 @dataclass
 class Diff:
@@ -90,11 +91,8 @@ def compare(canonical: Iterator[Pair], derived: Iterator[Pair], *, store: str, f
 
 def canonical_pairs(conn: psycopg.Connection, *, batch: int = 10_000) -> Iterator[Pair]:
     """Published items of the canonical store, id-ordered, via a server-side cursor."""
-    with conn.transaction(), conn.cursor(name=f"kfm_pairs_{uuid.uuid4().hex[:8]}") as cur:
-        cur.itersize = batch
-        cur.execute(PUBLISHED_ITEMS_SQL)
-        for row in cur:
-            yield row[0], row[1]
+    for row in stream(conn, PUBLISHED_ITEMS_SQL, batch=batch):
+        yield row[0], row[1]
 
 
 def search_pairs(client: Any, index: str, *, batch: int = 10_000, keep_alive: str = "2m") -> Iterator[Pair]:
@@ -105,7 +103,7 @@ def search_pairs(client: Any, index: str, *, batch: int = 10_000, keep_alive: st
         while True:
             body: dict[str, Any] = {
                 "size": batch,
-                "_source": False,  # doc values: no stored document is loaded or parsed
+                "stored_fields": "_none_",  # doc values only: no stored field (not even _id) is loaded
                 "docvalue_fields": ["id", "content_hash"],
                 "sort": [{"id": "asc"}],
                 "pit": {"id": pit, "keep_alive": keep_alive},

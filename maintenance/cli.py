@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     ri.add_argument("--keep", type=_count(1, 50), default=2, help="search indices to keep, live one included")
     ri.add_argument("--prune", action="store_true", help="graph: delete nodes that are not in the canonical store")
     ri.add_argument("--force", action="store_true", help="search: rebuild even when the live index is current")
-    ri.add_argument("--batch-size", type=_count(10, 50_000), default=2000,
-                    help="items per bulk request / graph transaction (default 2000)")
+    ri.add_argument("--batch-size", type=_count(10, 50_000), default=None,
+                    help="documents per bulk request (default 5000, at most 10 MiB) / "
+                         "items per graph transaction (default 2000)")
 
     ca = sub.add_parser("cache", parents=[common], help="the derived cache")
     ca_sub = ca.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
@@ -149,9 +150,9 @@ def _build_action(args: argparse.Namespace) -> Any:
         raise UsageError("reindex needs --targets", hint="e.g. --targets search,graph")
     from maintenance.actions.composite import Composite
 
-    parts = {"search": lambda: action_class("reindex-search")(keep=args.keep, force=args.force,
-                                                               chunk_size=args.batch_size),
-             "graph": lambda: action_class("sync-graph")(prune=args.prune, batch=args.batch_size)}
+    sized = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else each action's default
+    parts = {"search": lambda: action_class("reindex-search")(keep=args.keep, force=args.force, **sized),
+             "graph": lambda: action_class("sync-graph")(prune=args.prune, **sized)}
     chosen = [parts[t]() for t in args.targets]
     return chosen[0] if len(chosen) == 1 else Composite("reindex", chosen)
 

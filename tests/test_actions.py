@@ -214,3 +214,48 @@ def test_rollback_returns_to_the_previous_verified_index(search_writer: Any) -> 
     live = sorted(search_writer.indices.get_alias(name="kfm-items"))
     assert len(live) == 1
     assert len(search_writer.indices.get(index="kfm-items-v*")) <= 2, "prune keeps --keep indices"
+
+
+def _published_ids(owner_pg: Any) -> list[str]:
+    return [r[0] for r in owner_pg.execute(
+        "SELECT i.id FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id "
+        "WHERE d.status = 'published' AND i.sensitivity <> 'restricted' ORDER BY i.id COLLATE \"C\"")]
+
+
+def test_graph_links_an_item_derived_from_one_of_a_later_batch(owner_pg: Any, graph_writer: Any) -> None:
+    ids = _published_ids(owner_pg)
+    first, last = ids[0], ids[-1]
+    link = "MATCH (a:Item {id: $a})-[r:WAS_DERIVED_FROM]->(b:Item {id: $b}) RETURN count(r) AS n"
+    owner_pg.execute("INSERT INTO kfm.prov_links VALUES (%s, 'wasDerivedFrom', %s)", (first, last))
+    try:
+        # both ends missing from the graph: the first batch holds the link's start, the last its end
+        graph_writer.run("MATCH (i:Item) WHERE i.id IN $ids DETACH DELETE i", ids=[first, last])
+        proc = kfm_maint("reindex", "--targets", "graph", "--batch-size", "10", "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert _json(proc)["counts"]["derived_links_created"] >= 1
+        assert graph_writer.run(link, a=first, b=last)[0]["n"] == 1
+        again = _json(kfm_maint("reindex", "--targets", "graph", "--json", "--no-verify"))["counts"]
+        assert again["items_changed"] == 0 and again["derived_links_created"] == 0
+    finally:
+        owner_pg.execute("DELETE FROM kfm.prov_links WHERE subject = %s AND relation = 'wasDerivedFrom' "
+                         "AND object = %s", (first, last))
+        graph_writer.run("MATCH (:Item {id: $a})-[r:WAS_DERIVED_FROM]->(:Item {id: $b}) DELETE r", a=first, b=last)
+
+
+def test_a_document_the_index_rejects_fails_the_bulk_step_and_leaves_the_alias(owner_pg: Any,
+                                                                               search_writer: Any) -> None:
+    item = _published_ids(owner_pg)[7]
+    live = sorted(search_writer.indices.get_alias(name="kfm-items"))
+    before = set(search_writer.indices.get(index="kfm-items-v*"))
+    geom = owner_pg.execute("SELECT geom FROM kfm.items WHERE id = %s", (item,)).fetchone()[0]
+    # a self-intersecting polygon: PostGIS stores it, OpenSearch cannot tessellate it
+    owner_pg.execute("UPDATE kfm.items SET geom = ST_GeomFromText('POLYGON((-98 38, -97 39, -97 38, -98 39, -98 38))',"
+                     " 4326) WHERE id = %s", (item,))
+    try:
+        proc = kfm_maint("reindex", "--targets", "search", "--force", "--no-verify")
+    finally:
+        owner_pg.execute("UPDATE kfm.items SET geom = %s WHERE id = %s", (geom, item))
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "step 'bulk'" in proc.stderr and item in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(search_writer.indices.get_alias(name="kfm-items")) == live
+    assert set(search_writer.indices.get(index="kfm-items-v*")) == before, "the half-built index was discarded"

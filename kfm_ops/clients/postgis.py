@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 
@@ -33,6 +36,16 @@ def open(section: PostgisSettings, *, write: bool, application_name: str = "kfm-
         keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
         tcp_user_timeout=timeout_ms,
     )
+
+
+def stream(conn: psycopg.Connection, sql: str, params: dict[str, Any] | None = None, *, batch: int = 10_000,
+           row_factory: Any = None) -> Iterator[Any]:
+    """Rows of ``sql`` through a server-side cursor, ``batch`` at a time: memory flat at any size."""
+    name = f"kfm_stream_{uuid.uuid4().hex[:8]}"
+    with conn.transaction(), conn.cursor(name=name, row_factory=row_factory or psycopg.rows.tuple_row) as cur:
+        cur.itersize = batch
+        cur.execute(sql, params)  # type: ignore[arg-type]
+        yield from cur
 
 
 def ping(conn: psycopg.Connection) -> None:

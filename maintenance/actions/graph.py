@@ -1,9 +1,12 @@
 """``kfm-maint reindex --targets graph``: upsert the knowledge graph from the canonical store.
 
-Batched ``UNWIND`` + ``MERGE`` on the constrained keys. An item whose content_hash
-is unchanged is not touched, so a second run changes nothing. Nodes that are no
-longer in the canonical store are only counted, unless ``--prune`` (which, in
-production, sits behind the confirm gate like every write).
+Batched ``UNWIND`` + ``MERGE`` on the constrained keys, one writer while the next
+batch is read from PostGIS. An item whose content_hash is unchanged is not touched,
+so a second run changes nothing. Item -> Item links (WAS_DERIVED_FROM) are made in a
+second pass, once every item exists, so a link to an item of a later batch is never
+lost. Nodes that are no longer in the canonical store are only counted (from the
+label count: every published item was just merged), unless ``--prune`` (which, in
+production, sits behind the confirm gate like every write) finds and deletes them.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
+import psycopg
+
 from kfm_ops import contracts
+from kfm_ops.clients.postgis import stream
 from kfm_ops.consistency import canonical_pairs, compare, graph_pairs
 from kfm_ops.hub import ServiceHub
 from maintenance.actions.derive import grid_degrees, published_count, record_watermark, run_id_of, stream_rows
+from maintenance.actions.pipeline import run_bounded
 from maintenance.runner import Plan
 
 DATASETS_SQL = """
@@ -32,9 +39,25 @@ USED_SQL = """
 SELECT l.subject, l.object FROM kfm.prov_links l JOIN kfm.datasets d ON d.id = l.object AND d.status = 'published'
 WHERE l.relation = 'used' ORDER BY 1, 2
 """
+# Item -> Item links whose both ends are published, in their own pass after every item exists
+# (a link may point at an item of a later batch).
+DERIVED_SQL = """
+SELECT l.subject, l.object FROM kfm.prov_links l
+JOIN kfm.items s ON s.id = l.subject JOIN kfm.datasets sd ON sd.id = s.dataset_id AND sd.status = 'published'
+JOIN kfm.items o ON o.id = l.object JOIN kfm.datasets od ON od.id = o.dataset_id AND od.status = 'published'
+WHERE l.relation = 'wasDerivedFrom' ORDER BY 1, 2
+"""
+LINK_DERIVED = """
+UNWIND $rows AS r
+MATCH (i:Item {id: r.subject}) MATCH (s:Item {id: r.object})
+WITH i, s WHERE NOT (i)-[:WAS_DERIVED_FROM]->(s)
+CREATE (i)-[:WAS_DERIVED_FROM]->(s)
+RETURN count(*) AS created
+"""
 # One round trip per batch. Items whose content_hash is unchanged stop at the WHERE; changed
 # and new items lose their outgoing relationships and get them re-CREATEd (no MERGE needed:
-# an item reaching the CREATEs has none left).
+# an item reaching the CREATEs has none left). Their WAS_DERIVED_FROM links come back in the
+# derived pass.
 UPSERT_ITEMS = """
 UNWIND $rows AS r
 MERGE (i:Item {id: r.id})
@@ -46,9 +69,17 @@ WITH i, r
 CALL { WITH i, r MATCH (d:Dataset {id: r.dataset_id}) CREATE (i)-[:IN_DATASET]->(d) }
 CALL { WITH i, r MATCH (a:Activity {id: r.generated_by}) CREATE (i)-[:WAS_GENERATED_BY]->(a) }
 CALL { WITH i, r UNWIND r.places AS pid MATCH (p:Place {id: pid}) CREATE (i)-[:LOCATED_IN]->(p) }
-CALL { WITH i, r UNWIND r.derived_from AS src MATCH (s:Item {id: src}) CREATE (i)-[:WAS_DERIVED_FROM]->(s) }
 RETURN count(i) AS changed
 """
+
+
+def graph_rows(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Canonical rows as upsert parameters: the Item properties and the ids its relationships point at."""
+    for r in rows:
+        yield {"id": r["id"], "dataset_id": r["dataset_id"], "title": r["title"], "sensitivity": r["sensitivity"],
+               "geometry_wkt": r["geometry_wkt"], "content_hash": r["content_hash"],
+               "updated_at": r["updated_at"].isoformat(), "generated_by": r["generated_by"],
+               "places": list(r["places"])}
 
 
 def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -72,9 +103,9 @@ class SyncGraph:
     stores = ("graph",)
     verify_markers = "graph"
 
-    def __init__(self, *, prune: bool = False, batch: int = 2000) -> None:
+    def __init__(self, *, prune: bool = False, batch_size: int = 2000) -> None:
         self.prune = prune
-        self.batch = batch
+        self.batch = batch_size
 
     def plan(self, hub: ServiceHub) -> Plan:
         reader = hub.client("postgis")
@@ -91,6 +122,7 @@ class SyncGraph:
             rollback="the graph is derived: re-run after restoring the canonical store, or restore a graph backup",
             steps=["create missing contract constraints", "upsert datasets, activities, places",
                    "upsert changed items and their relationships in batches",
+                   "link derived items (WAS_DERIVED_FROM) once every item exists",
                    "delete orphaned items" if self.prune else "count orphaned items (no --prune)",
                    "record the sync watermark"],
             details={"nothing_to_do": diff.clean and newest is not None,
@@ -117,16 +149,31 @@ class SyncGraph:
                   for r in reader.execute("SELECT id, name, kind FROM kfm.places")]
         graph.run("UNWIND $rows AS r MERGE (p:Place {id: r.id}) SET p += r", rows=places)
 
-        changed = seen = 0
-        for batch in _batches(stream_rows(reader, grid, links=True), self.batch):
-            rows = [{**r, "updated_at": r["updated_at"].isoformat(), "derived_from": list(r["derived_from"]),
-                     "places": list(r["places"])} for r in batch]
-            for key in ("start_datetime", "end_datetime", "geometry", "body"):
-                for r in rows:
-                    r.pop(key, None)
-            changed += graph.run(UPSERT_ITEMS, rows=rows)[0]["changed"]
-            seen += len(rows)
-            progress("graph items", seen, total)
+        def upsert(rows: list[dict[str, Any]]) -> int:
+            return int(graph.run(UPSERT_ITEMS, rows=rows)[0]["changed"])
+
+        seen = 0
+
+        def counted(batches: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+            nonlocal seen
+            for batch in batches:
+                seen += len(batch)
+                progress("graph items", seen, total)
+                yield batch
+
+        # one writer: the next batch is read from PostGIS while the current one commits
+        changed = run_bounded(counted(_batches(graph_rows(stream_rows(reader, grid, links=True)), self.batch)),
+                              upsert, in_flight=1, name="kfm-graph")
+        derived = run_bounded(_batches(stream(reader, DERIVED_SQL, row_factory=psycopg.rows.dict_row), self.batch),
+                              lambda rows: int(graph.run(LINK_DERIVED, rows=rows)[0]["created"]),
+                              in_flight=1, name="kfm-graph")
+
+        if not self.prune:
+            # every published item was just MERGEd, so whatever else carries the label is an orphan
+            in_graph = graph.run("MATCH (i:Item) RETURN count(i) AS n")[0]["n"]
+            record_watermark(control, "graph", watermark, run_id_of(control))
+            return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
+                    "derived_links_created": derived, "orphans_left": max(0, in_graph - seen), "orphans_deleted": 0}
 
         pending: list[str] = []
 
@@ -135,15 +182,12 @@ class SyncGraph:
             if len(pending) >= self.batch:
                 self._delete(graph, pending)
 
-        diff = compare(canonical_pairs(reader), graph_pairs(graph), store="graph",
-                       on_orphan=delete_orphan if self.prune else None)
-        if self.prune:
-            self._delete(graph, pending)
-            graph.run("MATCH (d:Dataset) WHERE NOT d.id IN $ids DETACH DELETE d", ids=[d["id"] for d in datasets])
+        diff = compare(canonical_pairs(reader), graph_pairs(graph), store="graph", on_orphan=delete_orphan)
+        self._delete(graph, pending)
+        graph.run("MATCH (d:Dataset) WHERE NOT d.id IN $ids DETACH DELETE d", ids=[d["id"] for d in datasets])
         record_watermark(control, "graph", watermark, run_id_of(control))
         return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
-                "orphans_left": 0 if self.prune else diff.orphaned,
-                "orphans_deleted": diff.orphaned if self.prune else 0}
+                "derived_links_created": derived, "orphans_left": 0, "orphans_deleted": diff.orphaned}
 
     @staticmethod
     def _delete(graph: Any, ids: list[str]) -> None:
