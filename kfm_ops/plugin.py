@@ -96,18 +96,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_STARTED] = time.monotonic()
-    log.get_logger().info("checks.start", configured=session.config.stash[SETTINGS_KEY].configured())
+    _session_logger(session.config).info("checks.start", configured=session.config.stash[SETTINGS_KEY].configured())
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     counts = {key: len(reports) for key, reports in terminalreporter.stats.items()
               if key in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
-    log.get_logger().info("checks.end", exit_status=int(exitstatus), **counts,
+    _session_logger(config).info("checks.end", exit_status=int(exitstatus), **counts,
                           duration_s=round(time.monotonic() - config.stash.get(_STARTED, time.monotonic()), 3),
                           unreachable=config.stash[HUB_KEY].unavailable() if HUB_KEY in config.stash else [])
 
 
 _STARTED = pytest.StashKey[float]()
+
+
+def _session_logger(config: pytest.Config) -> Any:
+    """This session's own run_id and component, whatever an in-process kfm-maint bound since."""
+    return log.get_logger().bind(run_id=config.stash[RUN_ID_KEY], component="opschecks")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -82,6 +82,7 @@ class RunContext:
 
 def run(action: Action, ctx: RunContext) -> int:
     """Run ``action``; return the documented exit code."""
+    started = time.monotonic()
     report = Report(run_id=ctx.run_id, command=action.name, environment=ctx.settings.environment)
     hub = ServiceHub(ctx.settings, writes_allowed=not ctx.intent.dry_run,
                      application_name=gates.application_name(ctx.run_id, action.name))
@@ -98,6 +99,7 @@ def run(action: Action, ctx: RunContext) -> int:
     finally:
         hub.close()
         report.kfm["exit_code"] = int(code)
+        report.kfm["duration_s"] = round(time.monotonic() - started, 3)  # connect → plan → apply → verify
         if ctx.report_file:
             write_json_atomically(ctx.report_file, report.to_dict(int(code)))
     ctx.out.result(report.kfm, code)

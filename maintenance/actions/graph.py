@@ -1,6 +1,6 @@
 """``kfm-maint reindex --targets graph``: upsert the knowledge graph from the canonical store.
 
-Batched ``UNWIND`` + ``MERGE`` on the constrained keys, one writer while the next
+Batched ``UNWIND`` + ``MERGE`` on the constrained keys, two writers while the next
 batch is read from PostGIS. An item whose content_hash is unchanged is not touched,
 so a second run changes nothing. Item -> Item links (WAS_DERIVED_FROM) are made in a
 second pass, once every item exists, so a link to an item of a later batch is never
@@ -161,9 +161,11 @@ class SyncGraph:
                 progress("graph items", seen, total)
                 yield batch
 
-        # one writer: the next batch is read from PostGIS while the current one commits
+        # Two writers while the next batch is read from PostGIS. Batches of items never touch each
+        # other (Item -> Item links wait for the second pass); they share only the Dataset, Activity
+        # and Place nodes, and a deadlock there is a transient error the driver retries.
         changed = run_bounded(counted(_batches(graph_rows(stream_rows(reader, grid, links=True)), self.batch)),
-                              upsert, in_flight=1, name="kfm-graph")
+                              upsert, in_flight=2, name="kfm-graph")
         derived = run_bounded(_batches(stream(reader, DERIVED_SQL, row_factory=psycopg.rows.dict_row), self.batch),
                               lambda rows: int(graph.run(LINK_DERIVED, rows=rows)[0]["created"]),
                               in_flight=1, name="kfm-graph")

@@ -14,6 +14,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from json.encoder import encode_basestring_ascii as quoted  # the C string quoter: ~6× json.dumps
 from typing import Any
@@ -36,7 +37,7 @@ from maintenance.actions.derive import (
 from maintenance.actions.pipeline import run_bounded
 from maintenance.runner import Interrupted, Plan
 
-CATCH_UP_MARGIN = timedelta(minutes=5)
+CATCH_UP_MARGIN = timedelta(minutes=5)  # covers writers whose transactions began before our snapshot
 # While the index is built nobody reads it and a crash discards it anyway: no refreshes, and
 # the translog fsynced every few seconds instead of per bulk request. Both are restored (and
 # the index flushed) before the verify.
@@ -48,34 +49,42 @@ BULK_ATTEMPTS = 4
 BULK_DOCS = 5000
 BULK_BYTES = 10 * 1024 * 1024
 BULK_IN_FLIGHT = 3
-BULK_ANSWER = "items.*.status,items.*.error"  # covers writers whose transactions began before our snapshot
+BULK_ANSWER = "items.*.status,items.*.error"
 
 
 def _contract(hub: ServiceHub) -> dict[str, Any]:
     return contracts.load("search", hub.settings.contracts_dir)
 
 
-def index_state(client: OpenSearch, prefix: str) -> tuple[dict[str, dict[str, Any]], int]:
-    """({index: its _meta.kfm}, the next version number) of the versioned indices."""
+@dataclass
+class SearchState:
+    """The versioned indices of the search contract, as plan, rollback and prune see them."""
+
+    alias: str
+    prefix: str
+    live: list[str]  # the indices the alias points at now
+    metas: dict[str, dict[str, Any]]  # every versioned index -> its _meta.kfm
+
+    def version(self, name: str) -> int:
+        match = re.fullmatch(re.escape(self.prefix) + r"(\d+)", name)
+        return int(match.group(1)) if match else -1
+
+    @property
+    def next_index(self) -> str:
+        return f"{self.prefix}{max([0, *map(self.version, self.metas)]) + 1:04d}"
+
+    def verified(self) -> list[str]:
+        """Verified (or live) indices, newest first."""
+        return sorted((n for n, m in self.metas.items() if m.get("state") == "verified" or n in self.live),
+                      key=self.version, reverse=True)
+
+
+def search_state(client: OpenSearch, contract: dict[str, Any]) -> SearchState:
+    alias, prefix = contract["alias"], contract["index_prefix"]
+    live = sorted(client.indices.get_alias(name=alias)) if client.indices.exists_alias(name=alias) else []
     found = client.indices.get(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
-    metas, versions = {}, [0]
-    for name, body in found.items():
-        metas[name] = (body.get("mappings", {}).get("_meta") or {}).get("kfm", {})
-        match = re.fullmatch(re.escape(prefix) + r"(\d+)", name)
-        if match:
-            versions.append(int(match.group(1)))
-    return metas, max(versions) + 1
-
-
-def live_indices(client: OpenSearch, alias: str) -> list[str]:
-    if not client.indices.exists_alias(name=alias):
-        return []
-    return sorted(client.indices.get_alias(name=alias))
-
-
-def _version(name: str, prefix: str) -> int:
-    match = re.fullmatch(re.escape(prefix) + r"(\d+)", name)
-    return int(match.group(1)) if match else -1
+    metas = {name: (body.get("mappings", {}).get("_meta") or {}).get("kfm", {}) for name, body in found.items()}
+    return SearchState(alias, prefix, live, metas)
 
 
 class ReindexSearch:
@@ -92,12 +101,10 @@ class ReindexSearch:
 
     def plan(self, hub: ServiceHub) -> Plan:
         contract = _contract(hub)
-        alias, prefix = contract["alias"], contract["index_prefix"]
         client = hub.client("search")
-        live = live_indices(client, alias)
-        metas, next_version = index_state(client, prefix)
+        state = search_state(client, contract)
+        alias, live, new_index = state.alias, state.live, state.next_index
         count, newest = published_count(hub.client("postgis"))
-        new_index = f"{prefix}{next_version:04d}"
         up_to_date = False
         if len(live) == 1 and not self.force:
             # Idempotence: a live index with the contract mapping and the canonical content is left alone.
@@ -109,13 +116,14 @@ class ReindexSearch:
             what=f"nothing to do: {alias} is current (use --force to rebuild)" if up_to_date
             else f"build {new_index} from {count} published items, verify, swap alias {alias}",
             where=[f"search {where}: alias {alias} (now → {', '.join(live) or 'nothing'})"],
-            how_much={"documents": count, "live_index": ",".join(live) or None, "existing_indices": len(metas)},
+            how_much={"documents": count, "live_index": ",".join(live) or None,
+                      "existing_indices": len(state.metas)},
             rollback=f"`kfm-maint reindex rollback` points {alias} back at {live[0] if live else 'nothing'}",
             steps=[] if up_to_date else [
                 f"create {new_index} (contract mapping, refresh off)", "stream + bulk-load published items",
                 "catch up writes since the scan watermark", "refresh and verify count + content hashes",
                 f"swap alias {alias} atomically", f"prune to the newest {self.keep} verified indices"],
-            details={"alias": alias, "prefix": prefix, "new_index": new_index, "live": live,
+            details={"alias": alias, "new_index": new_index, "live": live,
                      "nothing_to_do": up_to_date,
                      "newest_update": newest.isoformat() if newest else None},
         )
@@ -172,7 +180,7 @@ class ReindexSearch:
             raise ActionFailed(self.name, step, f"{service_of(exc) or 'search'} failed: {describe(exc)}",
                                hint=f"alias {d['alias']} and its live index were left untouched") from None
         record_watermark(control, "search", watermark, run_id)
-        pruned = prune(client, d["alias"], d["prefix"], self.keep)
+        pruned = prune(client, search_state(client, contract), self.keep)
         return {"index": new, "documents_loaded": loaded, "caught_up": caught_up, "verified": diff.compared,
                 "previous": ",".join(d["live"]) or None, "pruned": len(pruned)}
 
@@ -225,14 +233,10 @@ def chunks(documents: Iterator[tuple[str, str]], max_docs: int, max_bytes: int) 
         yield chunk
 
 
-def prune(client: OpenSearch, alias: str, prefix: str, keep: int) -> list[str]:
+def prune(client: OpenSearch, state: SearchState, keep: int) -> list[str]:
     """Delete leftovers of killed runs and all but the newest ``keep`` verified indices."""
-    live = set(live_indices(client, alias))
-    metas, _ = index_state(client, prefix)
-    verified = sorted((n for n, m in metas.items() if m.get("state") == "verified" or n in live),
-                      key=lambda n: _version(n, prefix), reverse=True)
-    keep_set = live | set(verified[:keep])
-    doomed = sorted(n for n in metas if n not in keep_set)
+    keep_set = set(state.live) | set(state.verified()[:keep])
+    doomed = sorted(n for n in state.metas if n not in keep_set)
     for name in doomed:
         client.indices.delete(index=name, ignore_unavailable=True)
     return doomed
@@ -244,19 +248,14 @@ class RollbackSearch:
     verify_markers = ""  # the canonical store may have moved on since; rollback's own check is the alias
 
     def plan(self, hub: ServiceHub) -> Plan:
-        contract = _contract(hub)
-        alias, prefix = contract["alias"], contract["index_prefix"]
-        client = hub.client("search")
-        live = live_indices(client, alias)
-        metas, _ = index_state(client, prefix)
-        current = max((_version(n, prefix) for n in live), default=-1)
-        candidates = sorted((n for n, m in metas.items()
-                             if m.get("state") == "verified" and _version(n, prefix) < current),
-                            key=lambda n: _version(n, prefix))
+        state = search_state(hub.client("search"), _contract(hub))
+        alias, live = state.alias, state.live
+        current = max(map(state.version, live), default=-1)
+        candidates = [n for n in state.verified() if n not in live and state.version(n) < current]
         if not candidates:
             raise ActionFailed(self.name, "plan", f"no verified index older than {', '.join(live) or 'nothing'}",
                                hint="nothing to roll back to; run `kfm-maint reindex --targets search`")
-        target = candidates[-1]
+        target = candidates[0]  # the newest verified index older than the live one
         return Plan(what=f"point alias {alias} back at {target}", where=[f"search alias {alias}"],
                     how_much={"from": ",".join(live), "to": target},
                     rollback="`kfm-maint reindex --targets search` rebuilds a fresh index",
