@@ -286,8 +286,9 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
         c = r["cache"]
         out.append(f"| {r['items']:,} | {c['seconds']:.2f} | {c['changed']} | {c['reads']:,} | {c['failed']} |")
     out += ["", "## Cross-store consistency checks", "",
-            "`pytest opschecks/consistency -k matches_canonical` (search and graph against PostGIS, streamed merge): "
-            "whole process.", "", "| items | seconds | peak RSS |", "|---:|---:|---:|"]
+            "`pytest opschecks/consistency -k matches_canonical` (search against PostGIS by digest, the merge "
+            "only on a mismatch; graph against PostGIS by streamed merge): whole process.", "",
+            "| items | seconds | peak RSS |", "|---:|---:|---:|"]
     for r in results:
         c = r["consistency"]
         out.append(f"| {r['published']:,} | {c['seconds']:.1f} | {c['rss_mib']:.0f} MiB |")
