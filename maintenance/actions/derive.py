@@ -54,7 +54,9 @@ def published_count(conn: psycopg.Connection) -> tuple[int, datetime | None]:
 LINKS_SQL = """,
        (SELECT min(l.object) FROM kfm.prov_links l WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')
            AS generated_by,
-       ARRAY(SELECT p.place_id FROM kfm.item_places p WHERE p.item_id = i.id ORDER BY 1) AS places"""
+       ARRAY(SELECT p.place_id FROM kfm.item_places p WHERE p.item_id = i.id ORDER BY 1) AS places,
+       ARRAY(SELECT l.object FROM kfm.prov_links l WHERE l.subject = i.id AND l.relation = 'wasDerivedFrom'
+             ORDER BY 1) AS derived_from"""
 
 
 def stream_rows(conn: psycopg.Connection, grid: float, *, since: datetime | None = None, links: bool = False,

@@ -1,16 +1,18 @@
 """``kfm-maint reindex --targets graph``: upsert the knowledge graph from the canonical store.
 
 Batched ``UNWIND`` + ``MERGE`` on the constrained keys, two writers while the next
-batch is read from PostGIS. An item whose content_hash is unchanged is not touched,
-so a second run changes nothing. Item -> Item links (WAS_DERIVED_FROM) are made in a
-second pass, once every item exists, so a link to an item of a later batch is never
-lost. Nodes that are no longer in the canonical store are only counted (from the
-label count: every published item was just merged), unless ``--prune`` (which, in
-production, sits behind the confirm gate like every write) finds and deletes them.
+batch is read from PostGIS. An item whose content_hash and links (activity, places,
+derived-from items) are unchanged is not touched, so a second run changes nothing.
+Item -> Item links (WAS_DERIVED_FROM) are made in a second pass, once every item
+exists, so a link to an item of a later batch is never lost. Nodes that are no longer
+in the canonical store are only counted (from the label count: every published item
+was just merged), unless ``--prune`` (which, in production, sits behind the confirm
+gate like every write) finds and deletes them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
@@ -54,7 +56,7 @@ WITH i, s WHERE NOT (i)-[:WAS_DERIVED_FROM]->(s)
 CREATE (i)-[:WAS_DERIVED_FROM]->(s)
 RETURN count(*) AS created
 """
-# One round trip per batch. Items whose content_hash is unchanged stop at the WHERE; changed
+# One round trip per batch. Items whose content_hash and links_hash are unchanged stop at the WHERE; changed
 # and new items lose their outgoing relationships and get them re-CREATEd (no MERGE needed:
 # an item reaching the CREATEs has none left). Their WAS_DERIVED_FROM links come back in the
 # derived pass.
@@ -62,9 +64,10 @@ UPSERT_ITEMS = """
 UNWIND $rows AS r
 MERGE (i:Item {id: r.id})
 WITH i, r WHERE i.content_hash IS NULL OR i.content_hash <> r.content_hash
+                 OR i.links_hash IS NULL OR i.links_hash <> r.links_hash
 CALL { WITH i MATCH (i)-[old]->() DELETE old }
-SET i.dataset_id = r.dataset_id, i.title = r.title, i.sensitivity = r.sensitivity,
-    i.geometry_wkt = r.geometry_wkt, i.content_hash = r.content_hash, i.updated_at = r.updated_at
+SET i.dataset_id = r.dataset_id, i.title = r.title, i.sensitivity = r.sensitivity, i.geometry_wkt = r.geometry_wkt,
+    i.content_hash = r.content_hash, i.links_hash = r.links_hash, i.updated_at = r.updated_at
 WITH i, r
 CALL { WITH i, r MATCH (d:Dataset {id: r.dataset_id}) CREATE (i)-[:IN_DATASET]->(d) }
 CALL { WITH i, r MATCH (a:Activity {id: r.generated_by}) CREATE (i)-[:WAS_GENERATED_BY]->(a) }
@@ -74,10 +77,16 @@ RETURN count(i) AS changed
 
 
 def graph_rows(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Canonical rows as upsert parameters: the Item properties and the ids its relationships point at."""
+    """Canonical rows as upsert parameters: the Item properties and the ids its relationships point at.
+
+    ``links_hash`` covers what an item points at (activity, places, derived-from items): the
+    canonical content_hash does not, and a changed link must reach the graph too.
+    """
     for r in rows:
+        links = f"{r['generated_by'] or ''}|{','.join(r['places'])}|{','.join(r['derived_from'])}"
         yield {"id": r["id"], "dataset_id": r["dataset_id"], "title": r["title"], "sensitivity": r["sensitivity"],
                "geometry_wkt": r["geometry_wkt"], "content_hash": r["content_hash"],
+               "links_hash": hashlib.blake2b(links.encode(), digest_size=16).hexdigest(),
                "updated_at": r["updated_at"].isoformat(), "generated_by": r["generated_by"],
                "places": list(r["places"])}
 
