@@ -95,29 +95,39 @@ def canonical_pairs(conn: psycopg.Connection, *, batch: int = 10_000) -> Iterato
         yield row[0], row[1]
 
 
+def pit_pairs(client: Any, pit: str, *, sort: list[Any], after: list[Any] | None = None, batch: int = 10_000,
+              keep_alive: str = "2m") -> Iterator[tuple[Any, Pair]]:
+    """(sort value, pair) of every document of a point in time past ``after``, from doc values, page by page."""
+    while True:
+        body: dict[str, Any] = {
+            "size": batch,
+            "stored_fields": "_none_",  # doc values only: no stored field (not even _id) is loaded
+            "docvalue_fields": ["id", "content_hash"],
+            "sort": sort,
+            "pit": {"id": pit, "keep_alive": keep_alive},
+            "track_total_hits": False,
+        }
+        if after is not None:
+            body["search_after"] = after
+        found = client.search(body=body, params={"filter_path": "hits.hits.fields,hits.hits.sort"})
+        hits = found.get("hits", {}).get("hits", [])
+        if not hits:
+            return
+        for hit in hits:
+            fields = hit.get("fields", {})
+            yield hit["sort"][0], ((fields.get("id") or [""])[0], (fields.get("content_hash") or [""])[0])
+        after = hits[-1]["sort"]
+
+
+ID_ORDER = [{"id": "asc"}]
+
+
 def search_pairs(client: Any, index: str, *, batch: int = 10_000, keep_alive: str = "2m") -> Iterator[Pair]:
     """Documents of ``index``, id-ordered, via point-in-time + search_after."""
     pit = client.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"]
     try:
-        after: list[Any] | None = None
-        while True:
-            body: dict[str, Any] = {
-                "size": batch,
-                "stored_fields": "_none_",  # doc values only: no stored field (not even _id) is loaded
-                "docvalue_fields": ["id", "content_hash"],
-                "sort": [{"id": "asc"}],
-                "pit": {"id": pit, "keep_alive": keep_alive},
-                "track_total_hits": False,
-            }
-            if after is not None:
-                body["search_after"] = after
-            hits = client.search(body=body)["hits"]["hits"]
-            if not hits:
-                return
-            for hit in hits:
-                fields = hit.get("fields", {})
-                yield fields["id"][0], (fields.get("content_hash") or [""])[0]
-            after = hits[-1]["sort"]
+        for _, pair in pit_pairs(client, pit, sort=ID_ORDER, batch=batch, keep_alive=keep_alive):
+            yield pair
     finally:
         client.delete_pit(body={"pit_id": [pit]})
 

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from opensearchpy import ConnectionTimeout, RequestError
 
-from kfm_ops.consistency import Diff, Pair, canonical_pairs, compare, search_pairs
+from kfm_ops.consistency import ID_ORDER, Diff, Pair, canonical_pairs, compare, pit_pairs, search_pairs
 
 PRIMES = (2147483647, 2147483629)
 MOD = 2**64
@@ -101,13 +101,14 @@ def read_back_digest(client: Any, index: str, *, parts: int = 2, batch: int = 10
 
     On a single shard ``_doc`` is one total order of a point in time, so [0, s) and
     [s, ∞) split the documents exactly, whatever s is; each page costs only itself.
-    Any other layout is read in id order (:func:`search_pairs`), correct for all.
+    Any other layout is read in id order, correct for all.
     """
     created = client.create_pit(index=index, params={"keep_alive": keep_alive})
     pit = created["pit_id"]
     try:
         if created.get("_shards", {}).get("total") != 1:
-            return Digest.of(search_pairs(client, index, batch=batch, keep_alive=keep_alive))
+            return Digest.of(pair for _, pair in pit_pairs(client, pit, sort=ID_ORDER, batch=batch,
+                                                           keep_alive=keep_alive))
         docs = client.indices.stats(index=index, metric="docs")["_all"]["primaries"]["docs"]
         size = int(docs.get("count", 0)) + int(docs.get("deleted", 0))
         bounds: list[int | None] = [size * k // parts for k in range(parts)] + [None]
@@ -121,23 +122,11 @@ def read_back_digest(client: Any, index: str, *, parts: int = 2, batch: int = 10
 def _index_order_pairs(client: Any, pit: str, lo: int, hi: int | None, *, batch: int,
                        keep_alive: str) -> Iterator[Pair]:
     """Pairs whose index-order position (the ``_doc`` sort value) is in [lo, hi)."""
-    after: list[Any] | None = [lo - 1] if lo > 0 else None
-    while True:
-        body: dict[str, Any] = {"size": batch, "stored_fields": "_none_", "docvalue_fields": ["id", "content_hash"],
-                                "sort": ["_doc"], "pit": {"id": pit, "keep_alive": keep_alive},
-                                "track_total_hits": False}
-        if after is not None:
-            body["search_after"] = after
-        found = client.search(body=body, params={"filter_path": "hits.hits.fields,hits.hits.sort"})
-        hits = found.get("hits", {}).get("hits", [])
-        if not hits:
+    for position, pair in pit_pairs(client, pit, sort=["_doc"], after=[lo - 1] if lo > 0 else None, batch=batch,
+                                    keep_alive=keep_alive):
+        if hi is not None and position >= hi:
             return
-        for hit in hits:
-            if hi is not None and hit["sort"][0] >= hi:
-                return
-            fields = hit.get("fields", {})
-            yield (fields.get("id") or [""])[0], (fields.get("content_hash") or [""])[0]
-        after = hits[-1]["sort"]
+        yield pair
 
 
 def search_matches(conn: psycopg.Connection, client: Any, index: str, *, store: str, first_n: int = 10) -> Diff:

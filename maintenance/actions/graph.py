@@ -179,13 +179,18 @@ class SyncGraph:
                               lambda rows: int(graph.run(LINK_DERIVED, rows=rows)[0]["created"]),
                               in_flight=1, name="kfm-graph")
 
-        if not self.prune:
+        if self.prune:
+            orphans_left, orphans_deleted = 0, self._prune(graph, reader, [d["id"] for d in datasets])
+        else:
             # every published item was just MERGEd, so whatever else carries the label is an orphan
             in_graph = graph.run("MATCH (i:Item) RETURN count(i) AS n")[0]["n"]
-            record_watermark(control, "graph", watermark, run_id_of(control))
-            return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
-                    "derived_links_created": derived, "orphans_left": max(0, in_graph - seen), "orphans_deleted": 0}
+            orphans_left, orphans_deleted = max(0, in_graph - seen), 0
+        record_watermark(control, "graph", watermark, run_id_of(control))
+        return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
+                "derived_links_created": derived, "orphans_left": orphans_left, "orphans_deleted": orphans_deleted}
 
+    def _prune(self, graph: Any, reader: Any, dataset_ids: list[str]) -> int:
+        """Delete the Items and Datasets the canonical store no longer publishes; return the Items deleted."""
         pending: list[str] = []
 
         def delete_orphan(item_id: str) -> None:
@@ -195,10 +200,8 @@ class SyncGraph:
 
         diff = compare(canonical_pairs(reader), graph_pairs(graph), store="graph", on_orphan=delete_orphan)
         self._delete(graph, pending)
-        graph.run("MATCH (d:Dataset) WHERE NOT d.id IN $ids DETACH DELETE d", ids=[d["id"] for d in datasets])
-        record_watermark(control, "graph", watermark, run_id_of(control))
-        return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
-                "derived_links_created": derived, "orphans_left": 0, "orphans_deleted": diff.orphaned}
+        graph.run("MATCH (d:Dataset) WHERE NOT d.id IN $ids DETACH DELETE d", ids=dataset_ids)
+        return diff.orphaned
 
     @staticmethod
     def _delete(graph: Any, ids: list[str]) -> None:

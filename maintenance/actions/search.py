@@ -164,9 +164,7 @@ class ReindexSearch:
                                    hint="the live alias was not touched; re-run when the canonical store is quiet")
             client.indices.put_mapping(index=new, body={"_meta": {"kfm": {"state": "verified", "run_id": run_id}}})
             step = "swap"
-            actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": d["alias"]}} for old in d["live"]]
-            actions.append({"add": {"index": new, "alias": d["alias"]}})
-            client.indices.update_aliases(body={"actions": actions})
+            point_alias(client, d["alias"], d["live"], new)
         except Interrupted:
             STOP.clear()  # the bulk workers have stopped; the clean-up request itself must go out
             self._discard(client, new)
@@ -200,9 +198,9 @@ class ReindexSearch:
             body = "".join(f'{{"index":{{"_id":{quoted(item_id)}}}}}\n{doc}\n' for item_id, doc in pending)
             # per document only its status (and error): the full answer is ~10x the bytes to build and parse
             items = client.bulk(index=index, body=body, params={"filter_path": BULK_ANSWER})["items"]
-            outcomes = [(pair[0], item["index"]) for pair, item in zip(pending, items, strict=True)]
-            pushed_back = [pair for pair, item in zip(pending, items, strict=True) if item["index"]["status"] == 429]
-            failed = [(item_id, o) for item_id, o in outcomes if o["status"] >= 300 and o["status"] != 429]
+            outcomes = [(pair, item["index"]) for pair, item in zip(pending, items, strict=True)]
+            pushed_back = [pair for pair, o in outcomes if o["status"] == 429]
+            failed = [(pair[0], o) for pair, o in outcomes if o["status"] >= 300 and o["status"] != 429]
             if failed:
                 raise ActionFailed(self.name, "bulk", f"{len(failed)} documents rejected, first: "
                                    f"{failed[0][0]}: {str(failed[0][1].get('error'))[:300]}")
@@ -231,6 +229,12 @@ def chunks(documents: Iterator[tuple[str, str]], max_docs: int, max_bytes: int) 
         size += len(doc)
     if chunk:
         yield chunk
+
+
+def point_alias(client: OpenSearch, alias: str, live: list[str], target: str) -> None:
+    """Move ``alias`` from the ``live`` indices to ``target`` in one ``_aliases`` call: readers never see a gap."""
+    actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": alias}} for old in live]
+    client.indices.update_aliases(body={"actions": [*actions, {"add": {"index": target, "alias": alias}}]})
 
 
 def prune(client: OpenSearch, state: SearchState, keep: int) -> list[str]:
@@ -264,7 +268,5 @@ class RollbackSearch:
 
     def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
         d = plan.details
-        actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": d["alias"]}} for old in d["live"]]
-        actions.append({"add": {"index": d["target"], "alias": d["alias"]}})
-        hub.writer("search").indices.update_aliases(body={"actions": actions})
+        point_alias(hub.writer("search"), d["alias"], d["live"], d["target"])
         return {"alias": d["alias"], "now": d["target"], "was": ",".join(d["live"])}
