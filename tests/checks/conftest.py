@@ -337,7 +337,11 @@ def assert_fails(nodeid: str, *needles: str, env: dict[str, str] | None = None,
     service) with a message naming every needle. Returns the message."""
     from tests.helpers import run_check
 
-    result = run_check(nodeid, env=env)
+    return assert_failed(nodeid, run_check(nodeid, env=env), *needles, unreachable=unreachable)
+
+
+def assert_failed(nodeid: str, result: Any, *needles: str, unreachable: bool = False) -> str:
+    """Assert a check's result (tests.helpers.run_check) is a failure naming every needle."""
     allowed = ("failed", "error") if unreachable else ("failed",)
     assert result.outcome in allowed, f"{nodeid}: expected {'/'.join(allowed)}, got {result.outcome}: {result.message}"
     missing = [n for n in needles if n not in result.message]
