@@ -23,6 +23,8 @@ from typing import Any
 import psycopg
 from opensearchpy import ConnectionTimeout, RequestError
 
+from kfm_ops import log
+from kfm_ops.clients import describe
 from kfm_ops.consistency import ID_ORDER, Diff, Pair, canonical_pairs, compare, pit_pairs, search_pairs
 
 PRIMES = (2147483647, 2147483629)
@@ -89,7 +91,8 @@ def search_digest(client: Any, index: str) -> Digest:
         found = client.search(index=index, body={"size": 0, "track_total_hits": False,
                                                  "aggs": {"digest": _AGGREGATION}},
                               params={"request_cache": "false"})
-    except (RequestError, ConnectionTimeout):
+    except (RequestError, ConnectionTimeout) as exc:
+        log.get_logger().info("digest.read_back", index=index, reason=describe(exc))
         return read_back_digest(client, index)
     value = found["aggregations"]["digest"]["value"]
     return Digest(int(value["n"]), int(value["a"]) % MOD, int(value["b"]) % MOD)

@@ -9,6 +9,7 @@ stops early while the bounded task queue is full, so an interrupted run never ex
 
 from __future__ import annotations
 
+import contextvars
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +30,8 @@ def run_bounded(units: Iterable[Unit], work: Callable[[Unit], int], *, in_flight
                     done += pending.popleft().result()
                     if on_done:
                         on_done(done)
-                pending.append(pool.submit(work, unit))
+                # each unit runs in a copy of this context: its log lines carry the run's run_id
+                pending.append(pool.submit(contextvars.copy_context().run, work, unit))
             while pending:
                 done += pending.popleft().result()
                 if on_done:

@@ -11,17 +11,17 @@ verified index and prune clears what a killed run left behind.
 from __future__ import annotations
 
 import contextlib
+import random
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from json.encoder import encode_basestring_ascii as quoted  # the C string quoter: ~6× json.dumps
 from typing import Any
 
-from opensearchpy import OpenSearch
+from opensearchpy import OpenSearch, TransportError
 
-from kfm_ops import contracts
+from kfm_ops import contracts, log
 from kfm_ops.clients import describe, service_of
 from kfm_ops.digest import search_matches
 from kfm_ops.errors import ActionFailed
@@ -42,7 +42,12 @@ CATCH_UP_MARGIN = timedelta(minutes=5)  # covers writers whose transactions bega
 # the translog fsynced every few seconds instead of per bulk request. Both are restored (and
 # the index flushed) before the verify.
 BUILD_SETTINGS = {"refresh_interval": "-1", "translog.durability": "async", "translog.sync_interval": "30s"}
-BULK_ATTEMPTS = 4
+# Documents pushed back (429) are sent again after 0.5, 1, 2, 4, 8, 10 s, each shortened by a
+# random part of up to half (the writers in flight must not come back in step): the cluster is
+# called overloaded after 7 attempts and at most ~25 s of pauses.
+BULK_ATTEMPTS = 7
+BULK_BACKOFF = 0.5
+BULK_BACKOFF_MAX = 10.0
 # Bulk request shape: a chunk closes at BULK_DOCS documents or BULK_BYTES of body, whichever
 # comes first (large geometries must not make 100 MB requests); BULK_IN_FLIGHT requests at
 # once keep the cluster's write threads busy while the next chunk is read from PostGIS.
@@ -191,25 +196,40 @@ class ReindexSearch:
         return loaded
 
     def _send(self, client: OpenSearch, index: str, chunk: list[tuple[str, str]]) -> int:
-        """One bulk request; documents the cluster pushed back (429) are sent again, a few times."""
-        pending = chunk
-        for attempt in range(BULK_ATTEMPTS):
-            # the documents are JSON text already: the body is assembled, never re-serialized
-            body = "".join(f'{{"index":{{"_id":{quoted(item_id)}}}}}\n{doc}\n' for item_id, doc in pending)
-            # per document only its status (and error): the full answer is ~10x the bytes to build and parse
-            items = client.bulk(index=index, body=body, params={"filter_path": BULK_ANSWER})["items"]
-            outcomes = [(pair, item["index"]) for pair, item in zip(pending, items, strict=True)]
-            pushed_back = [pair for pair, o in outcomes if o["status"] == 429]
-            failed = [(pair[0], o) for pair, o in outcomes if o["status"] >= 300 and o["status"] != 429]
-            if failed:
-                raise ActionFailed(self.name, "bulk", f"{len(failed)} documents rejected, first: "
-                                   f"{failed[0][0]}: {str(failed[0][1].get('error'))[:300]}")
-            if not pushed_back:
+        """One bulk request; documents the cluster pushed back (429) are sent again, with backoff."""
+        pending = self._request(client, index, chunk)
+        for attempt in range(1, BULK_ATTEMPTS):
+            if not pending:
                 return len(chunk)
-            pending = pushed_back
-            time.sleep(0.5 * (attempt + 1))
+            # exponential, with jitter so the writers in flight do not come back in step
+            pause = min(BULK_BACKOFF_MAX, BULK_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
+            log.get_logger().info("bulk.pushed_back", index=index, documents=len(pending), attempt=attempt,
+                                  pause_s=round(pause, 2))
+            if STOP.wait(pause):
+                raise Interrupted("interrupted by SIGTERM during step 'bulk'")
+            pending = self._request(client, index, pending)
+        if not pending:
+            return len(chunk)
         raise ActionFailed(self.name, "bulk", f"{len(pending)} documents still pushed back (429) after "
                            f"{BULK_ATTEMPTS} attempts", hint="the cluster is overloaded; re-run later")
+
+    def _request(self, client: OpenSearch, index: str, pending: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Send ``pending`` in one bulk request; return the documents pushed back (429)."""
+        # the documents are JSON text already: the body is assembled, never re-serialized
+        body = "".join(f'{{"index":{{"_id":{quoted(item_id)}}}}}\n{doc}\n' for item_id, doc in pending)
+        try:
+            # per document only its status (and error): the full answer is ~10x the bytes to build and parse
+            items = client.bulk(index=index, body=body, params={"filter_path": BULK_ANSWER})["items"]
+        except TransportError as exc:
+            if exc.status_code == 429:  # the whole request refused (the transport's quick retries were not enough)
+                return pending
+            raise
+        outcomes = [(pair, item["index"]) for pair, item in zip(pending, items, strict=True)]
+        failed = [(pair[0], o) for pair, o in outcomes if o["status"] >= 300 and o["status"] != 429]
+        if failed:
+            raise ActionFailed(self.name, "bulk", f"{len(failed)} documents rejected, first: "
+                               f"{failed[0][0]}: {str(failed[0][1].get('error'))[:300]}")
+        return [pair for pair, o in outcomes if o["status"] == 429]
 
     @staticmethod
     def _discard(client: OpenSearch, index: str) -> None:
