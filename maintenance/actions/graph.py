@@ -123,7 +123,10 @@ class SyncGraph:
                        first_n=hub.settings.checks.first_n)
         where = hub.settings.graph.where if hub.settings.graph else "?"
         return Plan(
-            what=f"upsert {diff.missing + diff.stale} of {count} published items into the graph"
+            # the plan compares content hashes only: an item whose links alone changed is found by
+            # its links_hash during the sync (reading every item's links here would double the cost)
+            what=f"upsert {diff.missing + diff.stale} new or changed of {count} published items into the graph "
+            "(and any whose links alone changed)"
             + (f", delete {diff.orphaned} orphaned items" if self.prune else ""),
             where=[f"graph {where}: labels Dataset, Item, Place, Activity"],
             how_much={"published": count, "missing": diff.missing, "stale": diff.stale, "orphaned": diff.orphaned,
