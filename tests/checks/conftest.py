@@ -308,27 +308,21 @@ def scratch_postgres() -> Iterator[tuple[int, Callable[[str], Any]]]:
 
 
 @pytest.fixture
-def toxiproxy(kfm_settings: Settings) -> Iterator[Callable[[str, str, int], str]]:
+def toxiproxy() -> Iterator[Callable[[str, str, int], str]]:
     """proxy(name, upstream_host_port, latency_ms): a Toxiproxy proxy with latency; returns its listen address."""
-    api = os.environ.get("KFM_TEST_TOXIPROXY_URL", "http://127.0.0.1:8474")
-    made: list[str] = []
+    from tests.toxiproxy import Proxy
+
+    made: list[Proxy] = []
 
     def proxy(name: str, upstream: str, latency_ms: int) -> str:
-        port = free_port()
-        full = f"{PROOF}-{name}"
-        response = httpx.post(f"{api}/proxies", json={"name": full, "listen": f"127.0.0.1:{port}",
-                                                      "upstream": upstream, "enabled": True})
-        response.raise_for_status()
-        made.append(full)
-        httpx.post(f"{api}/proxies/{full}/toxics", json={
-            "name": "latency", "type": "latency", "stream": "downstream",
-            "attributes": {"latency": latency_ms, "jitter": 0}}).raise_for_status()
-        return f"127.0.0.1:{port}"
+        made.append(p := Proxy(f"{PROOF}-{name}", upstream))  # replaces one a killed run left
+        p.toxic("latency", latency=latency_ms, jitter=0)
+        return f"127.0.0.1:{p.port}"
 
     yield proxy
-    for name in made:
+    for p in made:
         with contextlib.suppress(Exception):
-            httpx.delete(f"{api}/proxies/{name}")
+            p.close()
 
 
 def assert_fails(nodeid: str, *needles: str, env: dict[str, str] | None = None,

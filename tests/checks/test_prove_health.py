@@ -269,6 +269,7 @@ def proof_index(search_writer: Any) -> Any:
 
     def create(suffix: str, body: dict[str, Any], **kwargs: Any) -> str:
         name = f"{PROOF}-{suffix}"
+        search_writer.indices.delete(index=name, ignore_unavailable=True)  # one a killed run left
         search_writer.indices.create(index=name, body=body, **kwargs)
         made.append(name)
         return name
@@ -384,9 +385,17 @@ def test_eviction_policy_outside_contract(redis_config: Any) -> None:
 def test_memory_near_maxmemory(cache_writer: Any, redis_config: Any) -> None:
     """maxmemory lowered to just above the memory in use (noeviction: nothing is evicted, writes may fail briefly)."""
     redis_config("maxmemory-policy", "noeviction")
-    used = int(cache_writer.info("memory")["used_memory"])
-    redis_config("maxmemory", str(int(used / 0.93)))
-    assert_fails(CACHE + "test_cache_memory_ratio", "of maxmemory", "above 90%")
+    nodeid = CACHE + "test_cache_memory_ratio"
+    for _ in range(3):
+        used = int(cache_writer.info("memory")["used_memory"])
+        redis_config("maxmemory", str(int(used / 0.93)))
+        result = run_check(nodeid)
+        # Redis gives memory back on its own (idle clients' buffers are shrunk): when the use fell
+        # to 90% or below during the run, the check rightly passed; inject again.
+        memory = cache_writer.info("memory")
+        if result.outcome != "passed" or int(memory["used_memory"]) / int(memory["maxmemory"]) > 0.90:
+            break
+    assert_failed(nodeid, result, "of maxmemory", "above 90%")
 
 
 @pytest.mark.proves(CACHE + "test_cache_no_evictions")
