@@ -70,7 +70,7 @@ def strict_search() -> Iterator[str]:
         stdout=log, stderr=subprocess.STDOUT, env={"PATH": os.environ.get("PATH", ""), "HOME": str(root)})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a third JVM starting on 2 cores next to the stack
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/_cluster/health", timeout=2).json().get("status") in ("green", "yellow"):
