@@ -197,19 +197,17 @@ class ReindexSearch:
 
     def _send(self, client: OpenSearch, index: str, chunk: list[tuple[str, str]]) -> int:
         """One bulk request; documents the cluster pushed back (429) are sent again, with backoff."""
-        pending = self._request(client, index, chunk)
-        for attempt in range(1, BULK_ATTEMPTS):
+        pending = chunk
+        for attempt in range(BULK_ATTEMPTS):
+            if attempt:  # exponential, with jitter so the writers in flight do not come back in step
+                pause = min(BULK_BACKOFF_MAX, BULK_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
+                log.get_logger().info("bulk.pushed_back", index=index, documents=len(pending), attempt=attempt,
+                                      pause_s=round(pause, 2))
+                if STOP.wait(pause):
+                    raise Interrupted("interrupted by SIGTERM during step 'bulk'")
+            pending = self._request(client, index, pending)
             if not pending:
                 return len(chunk)
-            # exponential, with jitter so the writers in flight do not come back in step
-            pause = min(BULK_BACKOFF_MAX, BULK_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
-            log.get_logger().info("bulk.pushed_back", index=index, documents=len(pending), attempt=attempt,
-                                  pause_s=round(pause, 2))
-            if STOP.wait(pause):
-                raise Interrupted("interrupted by SIGTERM during step 'bulk'")
-            pending = self._request(client, index, pending)
-        if not pending:
-            return len(chunk)
         raise ActionFailed(self.name, "bulk", f"{len(pending)} documents still pushed back (429) after "
                            f"{BULK_ATTEMPTS} attempts", hint="the cluster is overloaded; re-run later")
 

@@ -334,6 +334,23 @@ def assert_fails(nodeid: str, *needles: str, env: dict[str, str] | None = None,
     return assert_failed(nodeid, run_check(nodeid, env=env), *needles, unreachable=unreachable)
 
 
+def assert_fails_injected(nodeid: str, inject: Callable[[], None], holds: Callable[[], bool], *needles: str,
+                          attempts: int = 3) -> str:
+    """inject(), then assert_fails — for a fault the server may undo by itself during the check run.
+
+    When the check passed and ``holds()`` says the fault is gone, the check was right: inject
+    again (up to ``attempts`` times). A pass while the fault still holds fails as usual.
+    """
+    from tests.helpers import run_check
+
+    for _ in range(attempts):
+        inject()
+        result = run_check(nodeid)
+        if result.outcome != "passed" or holds():
+            break
+    return assert_failed(nodeid, result, *needles)
+
+
 def assert_failed(nodeid: str, result: Any, *needles: str, unreachable: bool = False) -> str:
     """Assert a check's result (tests.helpers.run_check) is a failure naming every needle."""
     allowed = ("failed", "error") if unreachable else ("failed",)

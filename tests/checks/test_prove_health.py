@@ -17,7 +17,7 @@ import pytest
 
 from kfm_ops.checks_support import watermark_exceeded
 from kfm_ops.settings import CheckSettings
-from tests.checks.conftest import PROOF, Holder, assert_failed, assert_fails
+from tests.checks.conftest import PROOF, Holder, assert_fails, assert_fails_injected
 from tests.helpers import run_check, run_checks
 
 BLOCKED_LOCK_GRACE_SECONDS = CheckSettings().max_lock_wait_seconds
@@ -323,16 +323,12 @@ def test_index_write_blocked_by_flood_stage(search_writer: Any, proof_index: Any
     helper (test_watermark_comparison) instead.
     """
     name = proof_index("flooded", {"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
-    nodeid = SEARCH + "test_search_disk_watermarks"
-    for _ in range(3):
-        search_writer.indices.put_settings(index=name, body={"index.blocks.read_only_allow_delete": True})
-        result = run_check(nodeid)
-        # OpenSearch's disk monitor lifts this block by itself from every index on a node below
-        # the high watermark (each cluster.info.update.interval, 30 s): when it did so during the
-        # run, the check rightly passed; inject again. A pass with the block still there fails below.
-        if result.outcome != "passed" or _flood_blocked(search_writer, name):
-            break
-    assert_failed(nodeid, result, "write-blocked by a past flood stage", name)
+    # OpenSearch's disk monitor lifts this block by itself from every index on a node below the
+    # high watermark (each cluster.info.update.interval, 30 s)
+    assert_fails_injected(
+        SEARCH + "test_search_disk_watermarks",
+        lambda: search_writer.indices.put_settings(index=name, body={"index.blocks.read_only_allow_delete": True}),
+        lambda: _flood_blocked(search_writer, name), "write-blocked by a past flood stage", name)
 
 
 def _flood_blocked(search_writer: Any, index: str) -> bool:
@@ -385,17 +381,15 @@ def test_eviction_policy_outside_contract(redis_config: Any) -> None:
 def test_memory_near_maxmemory(cache_writer: Any, redis_config: Any) -> None:
     """maxmemory lowered to just above the memory in use (noeviction: nothing is evicted, writes may fail briefly)."""
     redis_config("maxmemory-policy", "noeviction")
-    nodeid = CACHE + "test_cache_memory_ratio"
-    for _ in range(3):
-        used = int(cache_writer.info("memory")["used_memory"])
-        redis_config("maxmemory", str(int(used / 0.93)))
-        result = run_check(nodeid)
-        # Redis gives memory back on its own (idle clients' buffers are shrunk): when the use fell
-        # to 90% or below during the run, the check rightly passed; inject again.
+
+    def lower_maxmemory() -> None:
+        redis_config("maxmemory", str(int(int(cache_writer.info("memory")["used_memory"]) / 0.93)))
+
+    def near_limit() -> bool:  # Redis gives memory back on its own (idle clients' buffers are shrunk)
         memory = cache_writer.info("memory")
-        if result.outcome != "passed" or int(memory["used_memory"]) / int(memory["maxmemory"]) > 0.90:
-            break
-    assert_failed(nodeid, result, "of maxmemory", "above 90%")
+        return int(memory["used_memory"]) / int(memory["maxmemory"]) > 0.90
+
+    assert_fails_injected(CACHE + "test_cache_memory_ratio", lower_maxmemory, near_limit, "of maxmemory", "above 90%")
 
 
 @pytest.mark.proves(CACHE + "test_cache_no_evictions")
