@@ -8,6 +8,7 @@
     devstack/stack logs SERVICE [-n N] [-f]
     devstack/stack reset                   down + delete the state dir (user caches are kept)
     devstack/stack env                     the KFM_* harness settings as shell exports
+    devstack/stack which BINARY            where the stack installed opa, toxiproxy, initdb, ...
 
 Configuration: .env.example, then .env, then the process environment (later wins).
 All state lives under .devstack/ (or $DEVSTACK_HOME): data, logs, pid files, jars,
@@ -282,6 +283,34 @@ class Stack:
         if rc != 0:
             last = " | ".join(line.strip() for line in tail_lines(log, 3))
             raise StackError(f"install step '{what}' failed with exit status {rc} ({last}). Log file: {log}")
+
+
+# --------------------------------------------------------------------------- binaries
+# Where each binary the stack uses comes from: its own bin/ (Go builds), the PostgreSQL
+# bin dir, or the Debian package's path. Tests, benchmarks and tools ask here instead of
+# searching PATH, so a stray binary of one machine is never what they run.
+GO_BINARIES = {"opa": "opa", "toxiproxy": "server"}
+PG_BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres", "psql")
+APT_BINARIES = {"redis-server": "/usr/bin/redis-server", "check_postgres": "/usr/bin/check_postgres"}
+
+
+def binary(name: str, cfg: dict[str, str] | None = None) -> Path:
+    """The path of the stack binary ``name`` as this devstack installs it (honours DEVSTACK_HOME).
+
+    Raises StackError for a name the stack does not install, or when it is not installed yet.
+    """
+    if name in GO_BINARIES:
+        path = Stack(cfg if cfg is not None else load_config()).bin / GO_BINARIES[name]
+    elif name in PG_BINARIES:
+        path = PG_BIN / name
+    elif name in APT_BINARIES:
+        path = Path(APT_BINARIES[name])
+    else:
+        known = ", ".join([*GO_BINARIES, *PG_BINARIES, *APT_BINARIES])
+        raise StackError(f"devstack installs no binary {name!r} (known: {known})")
+    if not os.access(path, os.X_OK):
+        raise StackError(f"{name} is not installed at {path}: run `devstack/stack install`")
+    return path
 
 
 # --------------------------------------------------------------------------- install steps
@@ -686,7 +715,7 @@ class PostGIS(Service):
     def _ensure_root(self) -> None:
         if self.dir.is_symlink() and self.dir.resolve().is_dir():
             return
-        fallback = Path("/var/tmp") / f"kfm-devstack-{self.st.ident}"  # noqa: S108 (documented fallback)
+        fallback = Path("/var/tmp") / f"kfm-devstack-{self.st.ident}"  # noqa: S108  machine-path: documented fallback, per stack
         use_fallback = len(str(self.dir / "run" / ".s.PGSQL.65535")) > 100
         if not use_fallback:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -1473,6 +1502,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-f", "--follow", action="store_true")
     sub.add_parser("reset", help="down, then delete the state dir")
     sub.add_parser("env", help="print the KFM_* harness settings as shell exports")
+    p = sub.add_parser("which", help="print where the stack installed a binary (opa, toxiproxy, initdb, ...)")
+    p.add_argument("binary")
     args = ap.parse_args(argv)
     st = Stack(load_config())
     try:
@@ -1490,6 +1521,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_reset(st)
         if args.cmd == "env":
             return cmd_env(st)
+        if args.cmd == "which":
+            print(binary(args.binary, st.cfg))
+            return 0
     except StackError as e:
         msg = str(e)
         print(msg if msg.startswith("devstack:") else f"devstack: {msg}", file=sys.stderr)

@@ -52,6 +52,16 @@ def run_check(nodeid: str, **kwargs: Any) -> CheckResult:
     return results[nodeid]
 
 
+def stack_binary(name: str) -> str:
+    """Where the local stack installed ``name`` (opa, toxiproxy, initdb, redis-server, ...): devstack knows."""
+    from devstack.stack import StackError, binary
+
+    try:
+        return str(binary(name))
+    except StackError as exc:
+        raise AssertionError(str(exc)) from None
+
+
 def kfm_maint(*args: str, env: dict[str, str] | None = None, input: str | None = None,  # noqa: A002
               timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the kfm-maint CLI in a subprocess, as an operator would."""

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
 
 ACTIONS = [["migrate"], ["sample-data", "init", "--items", "2100"], ["reindex", "--targets", "search,graph", "--prune"],
            ["reindex", "--targets", "search", "--force"], ["cache", "rebuild"], ["reindex", "rollback"],
-           ["user", "create", "--username", "dryrun-op", "--role", "viewer", "--password-out", "/tmp/kfm-dry.pw"]]
+           ["user", "create", "--username", "dryrun-op", "--role", "viewer", "--password-out", "{tmp}/kfm-dry.pw"]]
 
 
 @pytest.fixture
@@ -32,7 +32,8 @@ def _json(proc: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("args", ACTIONS, ids=" ".join)
-def test_dry_run_writes_nothing_anywhere(args: list[str], stores: Any, search_writer: Any) -> None:
+def test_dry_run_writes_nothing_anywhere(args: list[str], stores: Any, search_writer: Any, tmp_path: Path) -> None:
+    args = [a.format(tmp=tmp_path) for a in args]
     if args == ["reindex", "rollback"]:  # something to roll back to: a verified index older than the live one
         assert kfm_maint("reindex", "--targets", "search", "--force", "--no-verify").returncode == 0
     before = stores()
@@ -42,7 +43,7 @@ def test_dry_run_writes_nothing_anywhere(args: list[str], stores: Any, search_wr
     for part in ("what:", "where:", "how much:", "rollback:"):
         assert part in proc.stdout
     assert stores() == before
-    assert not Path("/tmp/kfm-dry.pw").exists()
+    assert not (tmp_path / "kfm-dry.pw").exists()
 
 
 def test_second_runs_change_nothing(stores: Any) -> None:

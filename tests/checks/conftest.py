@@ -32,6 +32,7 @@ import pytest
 
 from kfm_ops import contracts, migrate
 from kfm_ops.settings import Settings
+from tests.helpers import stack_binary
 
 PROOF = "kfm-proof"
 """Prefix of every object a proof creates (indices, keys, ids, application names)."""
@@ -220,9 +221,7 @@ def scratch_redis() -> Iterator[tuple[int, Any]]:
     """A throw-away redis-server (no auth, 2 MB maxmemory, volatile-lru) on a free port."""
     import redis
 
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    exe = stack_binary("redis-server")
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -238,13 +237,6 @@ def scratch_redis() -> Iterator[tuple[int, Any]]:
             proc.wait(timeout=10)
 
 
-def _opa_binary() -> str:
-    for candidate in (shutil.which("opa"), "/root/go/bin/opa", "/tmp/opa-bin/opa"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.fail("no opa binary (see docs/policy.md: go install github.com/open-policy-agent/opa@v1.4.2)")
-
-
 @pytest.fixture
 def scratch_opa(tmp_path: Path) -> Iterator[Callable[[dict[str, str] | None], str]]:
     """start(files): a throw-away OPA server loading the given .rego files (none: no bundle); returns its URL."""
@@ -252,7 +244,7 @@ def scratch_opa(tmp_path: Path) -> Iterator[Callable[[dict[str, str] | None], st
 
     def start(files: dict[str, str] | None) -> str:
         port = free_port()
-        args = [_opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
+        args = [stack_binary("opa"), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
         if files:
             bundle = tmp_path / f"bundle-{port}"
             bundle.mkdir()
@@ -273,9 +265,6 @@ def scratch_opa(tmp_path: Path) -> Iterator[Callable[[dict[str, str] | None], st
         proc.wait(timeout=10)
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
 @pytest.fixture(scope="module")
 def scratch_postgres() -> Iterator[tuple[int, Callable[[str], Any]]]:
     """A throw-away PostgreSQL 15 cluster (wal_level=replica, trust on 127.0.0.1) on a free port.
@@ -283,7 +272,6 @@ def scratch_postgres() -> Iterator[tuple[int, Callable[[str], Any]]]:
     Yields (port, sql) where sql(statement) runs as its superuser. As root the
     cluster runs as the postgres OS user.
     """
-    bins = PG_BIN if (PG_BIN / "initdb").exists() else Path(shutil.which("pg_ctl") or "pg_ctl").parent
     root = Path(tempfile.mkdtemp(prefix=f"{PROOF}-pg-"))
     data = root / "data"
     as_pg: list[str] = []
@@ -292,9 +280,9 @@ def scratch_postgres() -> Iterator[tuple[int, Callable[[str], Any]]]:
         shutil.chown(root, "postgres", "postgres")
         as_pg = ["runuser", "-u", "postgres", "--"]
     port = free_port()
-    subprocess.run([*as_pg, str(bins / "initdb"), "-D", str(data), "-U", user, "-A", "trust"],
+    subprocess.run([*as_pg, stack_binary("initdb"), "-D", str(data), "-U", user, "-A", "trust"],
                    check=True, capture_output=True)
-    subprocess.run([*as_pg, str(bins / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+    subprocess.run([*as_pg, stack_binary("pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
                     f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
                     "-c wal_level=replica -c max_wal_senders=2", "start"], check=True, capture_output=True)
     conn = psycopg.connect(host="127.0.0.1", port=port, user=user, dbname="postgres", autocommit=True)
@@ -302,7 +290,7 @@ def scratch_postgres() -> Iterator[tuple[int, Callable[[str], Any]]]:
         yield port, lambda sql: conn.execute(sql).fetchall()
     finally:
         conn.close()
-        subprocess.run([*as_pg, str(bins / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+        subprocess.run([*as_pg, stack_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -7,7 +7,6 @@ with the fault in place and asserts it fails with a message naming the fault.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from kfm_ops.checks_support import watermark_exceeded
 from kfm_ops.settings import CheckSettings
 from tests.checks.conftest import PROOF, Holder, assert_fails, assert_fails_injected
-from tests.helpers import run_check, run_checks
+from tests.helpers import run_check, run_checks, stack_binary
 
 BLOCKED_LOCK_GRACE_SECONDS = CheckSettings().max_lock_wait_seconds
 CACHE_HIT_MIN_BLOCKS = CheckSettings().min_hit_ratio_blocks
@@ -144,10 +143,6 @@ def test_cache_hit_ratio_below_minimum(owner_pg: Any) -> None:
 
 # --------------------------------------------------------------------------- check_postgres agreement
 
-CHECK_POSTGRES = shutil.which("check_postgres") or "/usr/bin/check_postgres"
-needs_check_postgres = pytest.mark.skipif(not os.path.exists(CHECK_POSTGRES),
-                                          reason="check_postgres is not installed (Debian package check-postgres)")
-
 
 def check_postgres(kfm_settings: Any, action: str, *args: str) -> tuple[int, str]:
     """Run one check_postgres action with the reader credentials (password via PGPASSWORD only)."""
@@ -156,8 +151,8 @@ def check_postgres(kfm_settings: Any, action: str, *args: str) -> tuple[int, str
     section = kfm_settings.postgis
     dsn = urlsplit(section.dsn)
     env = {**os.environ, "PGPASSWORD": section.password.get_secret_value() if section.password else ""}
-    proc = subprocess.run([CHECK_POSTGRES, f"--action={action}", f"--host={dsn.hostname}", f"--port={dsn.port}",
-                           f"--dbname={dsn.path.lstrip('/')}", f"--dbuser={dsn.username}", *args],
+    proc = subprocess.run([stack_binary("check_postgres"), f"--action={action}", f"--host={dsn.hostname}",
+                           f"--port={dsn.port}", f"--dbname={dsn.path.lstrip('/')}", f"--dbuser={dsn.username}", *args],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
@@ -180,7 +175,6 @@ def agreement_actions(kfm_settings: Any) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-@needs_check_postgres
 def test_check_postgres_agrees_on_healthy_stack(kfm_settings: Any, owner_pg: Any) -> None:
     """On the healthy stack every overlapping check_postgres action is OK and every matching check passes."""
     results = {nodeid.split("::")[1]: r for nodeid, r in run_checks(PG[:-2]).items()}
@@ -203,7 +197,6 @@ def test_check_postgres_agrees_on_healthy_stack(kfm_settings: Any, owner_pg: Any
     assert not disagreements, "\n".join(disagreements)
 
 
-@needs_check_postgres
 def test_check_postgres_agrees_on_idle_in_transaction(kfm_settings: Any, pg_sessions: Any) -> None:
     """A session idle in transaction past a lowered threshold: both tools report it."""
     conn = pg_sessions("idle-tx-agree")
@@ -220,7 +213,6 @@ def test_check_postgres_agrees_on_idle_in_transaction(kfm_settings: Any, pg_sess
         conn.rollback()
 
 
-@needs_check_postgres
 def test_check_postgres_agrees_on_long_query(kfm_settings: Any, pg_sessions: Any) -> None:
     """A query running past a lowered threshold: both tools report it."""
     busy = Holder(pg_sessions("long-query-agree"), "SELECT pg_sleep(60)")
