@@ -1,6 +1,8 @@
 -- devstack: roles, database, extension, schemas and grants of the local PostGIS.
 -- Run by devstack/stack as the superuser over the unix socket on every start; idempotent.
--- psql variables: db, owner, owner_pw, reader, reader_pw.
+-- psql variables: db, owner, owner_pw, reader, reader_pw. The callers set them with \getenv from
+-- psql's environment, never with -v on its command line (devstack passes SCRAM verifiers as the
+-- passwords, so the server never sees them in clear; the compose init script passes the passwords).
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 SET password_encryption = 'scram-sha-256';

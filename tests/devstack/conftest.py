@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from devstack.config import load_config
+from devstack.services import SERVICE_CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "devstack" / "stack"
 SERVICES = ["postgis", "opensearch", "neo4j", "redis", "opa", "llm", "toxiproxy"]
-
-
-def load_stack_module() -> ModuleType:
-    """devstack/stack.py as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("devstack_stack", REPO / "devstack" / "stack.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("devstack_stack", mod)
-    spec.loader.exec_module(mod)
-    return mod
+PORT_KEYS = [key for cls in SERVICE_CLASSES for key in cls.port_keys]
+OPENSEARCH_MAX_PORT = 9299  # the runner binds HTTP ports up to this one
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -43,7 +36,16 @@ def run_stack(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def free_runner_port() -> int:
+    """A free port the OpenSearch runner accepts (at most 9299), away from the shared stack's 9200/9300."""
+    for port in range(OPENSEARCH_MAX_PORT - 1, 9250, -1):
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    pytest.fail("no free port in 9251-9298 for a throw-away stack's OpenSearch")
 
 
 def pid_alive(pid: int) -> bool:
@@ -55,13 +57,8 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def stackmod() -> ModuleType:
-    return load_stack_module()
-
-
-@pytest.fixture(scope="session")
-def cfg(stackmod: ModuleType) -> dict[str, str]:
-    return stackmod.load_config()
+def cfg() -> dict[str, str]:
+    return load_config()
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +75,19 @@ def running_stack() -> dict[str, dict]:
 
 @pytest.fixture
 def scratch_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment for a throw-away stack in its own DEVSTACK_HOME; torn down afterwards."""
-    env = base_env(DEVSTACK_HOME=str(tmp_path / "devstack-home"))
+    """Environment for a throw-away stack: its own DEVSTACK_HOME and its own free ports; reset afterwards.
+
+    Every DEVSTACK_*_PORT is set, so nothing the test starts can touch the shared stack's ports.
+    """
+    others = [k for k in PORT_KEYS if k != "DEVSTACK_OPENSEARCH_PORT"]
+    with contextlib.ExitStack() as held:  # hold each port while picking the next: all distinct
+        socks = [held.enter_context(socket.socket()) for _ in others]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        ports = {key: str(s.getsockname()[1]) for key, s in zip(others, socks, strict=True)}
+    ports["DEVSTACK_OPENSEARCH_PORT"] = str(free_runner_port())
+    env = base_env(DEVSTACK_HOME=str(tmp_path / "devstack-home"), **ports)
     yield env
-    run_stack("down", env=env, timeout=120)
+    # reset, not just down: it also removes a PostgreSQL cluster relocated to /var/tmp (the postgres
+    # OS user cannot reach pytest's private tmp_path)
+    run_stack("reset", env=env, timeout=120)

@@ -1,14 +1,22 @@
-"""docker-compose.yml cannot run here (no Docker): check it agrees with .env.example and devstack/stack."""
+"""docker-compose.yml cannot run here (no Docker): check it agrees with .env.example and devstack/stack.
+
+Also: .env.example is the one source of the DEVSTACK_* defaults, and its KFM_* lines are exactly what
+devstack derives from them (harness_env), so the two can never drift.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-from types import ModuleType
+import subprocess
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from devstack.config import defaults, harness_env, parse_env_file
+from devstack.services import SERVICE_CLASSES
 from tests.devstack.conftest import REPO, SERVICES
 
 VAR = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)(?::?(?P<op>[-?])(?P<arg>[^}]*))?\}")
@@ -38,8 +46,35 @@ OPTIONAL = {"DEVSTACK_LLM_MODEL_DIR"}
 
 
 @pytest.fixture(scope="module")
-def env_example(stackmod: ModuleType) -> dict[str, str]:
-    return stackmod.parse_env_file(REPO / ".env.example")
+def env_example() -> dict[str, str]:
+    return parse_env_file(REPO / ".env.example")
+
+
+def _stack_part(env_file: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env_file.items() if k.startswith("DEVSTACK_")}
+
+
+# the .env.example stack settings, and the same with every port and credential changed: the
+# harness settings must follow either (they are derived, not copied)
+OTHER_STACK = {
+    "DEVSTACK_POSTGIS_PORT": "15432", "DEVSTACK_OPENSEARCH_PORT": "9280", "DEVSTACK_NEO4J_BOLT_PORT": "17687",
+    "DEVSTACK_NEO4J_HTTP_PORT": "17474", "DEVSTACK_REDIS_PORT": "16379", "DEVSTACK_OPA_PORT": "18181",
+    "DEVSTACK_LLM_PORT": "18011", "DEVSTACK_TOXIPROXY_PORT": "18474", "DEVSTACK_PG_DATABASE": "other_db",
+    "DEVSTACK_PG_OWNER": "other_owner", "DEVSTACK_PG_OWNER_PASSWORD": "other owner pw",
+    "DEVSTACK_PG_READER": "other_reader", "DEVSTACK_PG_READER_PASSWORD": "other reader pw",
+    "DEVSTACK_NEO4J_PASSWORD": "other graph pw", "DEVSTACK_REDIS_PASSWORD": "other-cache-pw",
+    "DEVSTACK_REDIS_READER": "other_cache_reader", "DEVSTACK_REDIS_READER_PASSWORD": "other-cache-reader-pw",
+    "DEVSTACK_LLM_API_KEY": "other-llm-key", "DEVSTACK_LLM_MODEL": "other-model",
+}
+
+
+@pytest.fixture(scope="module", params=["env-example", "other-stack"])
+def stack_cfg(request: pytest.FixtureRequest, env_example: dict[str, str]) -> dict[str, str]:
+    stack = _stack_part(env_example)
+    if request.param == "other-stack":
+        assert set(OTHER_STACK) == set(stack), "OTHER_STACK must change every DEVSTACK_* setting"
+        stack = dict(OTHER_STACK)
+    return stack
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +134,36 @@ def test_credentials_come_from_the_environment(compose: dict, env_example: dict[
             pytest.fail(f"{service}: credential {m['name']} must not have a default in the compose file")
 
 
-def test_devstack_uses_the_same_port_variables(stackmod: ModuleType, env_example: dict[str, str]) -> None:
-    keys = {cls.name: set(cls.port_keys) for cls in stackmod.SERVICE_CLASSES}
+def test_devstack_uses_the_same_port_variables(env_example: dict[str, str]) -> None:
+    keys = {cls.name: set(cls.port_keys) for cls in SERVICE_CLASSES}
     assert keys == {name: set(ports.values()) for name, ports in PUBLISHED.items()}
-    for key, value in stackmod.DEFAULTS.items():
-        assert env_example.get(key) == value, f"devstack/stack.py default {key}={value} disagrees with .env.example"
+
+
+def test_env_example_is_the_one_source_of_the_devstack_defaults(env_example: dict[str, str]) -> None:
+    assert defaults() == _stack_part(env_example)
+    copies = []
+    for path in sorted((REPO / "devstack").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for key, value in _stack_part(env_example).items():
+            literal = (f'"{value}"', f"'{value}'") if value.isdigit() else (value,)
+            if len(value) >= 4 and any(v in text for v in literal):
+                copies.append(f"{path.relative_to(REPO)}: {key}={value}")
+    assert not copies, "devstack repeats .env.example values instead of reading them:\n" + "\n".join(copies)
+
+
+def test_env_example_harness_lines_are_what_devstack_derives(env_example: dict[str, str]) -> None:
+    written = {k: v for k, v in env_example.items() if k.startswith("KFM_")}
+    derived = harness_env(_stack_part(env_example))
+    assert written == derived, ("the KFM_* lines of .env.example drifted from the DEVSTACK_* values "
+                                "(write what `devstack/stack env` prints)")
 
 
 def _port(url: str) -> str:
     return str(urlsplit(url).port)
 
 
-def test_harness_settings_point_at_the_stack(env_example: dict[str, str]) -> None:
-    e = env_example
+def test_harness_settings_point_at_the_stack(stack_cfg: dict[str, str]) -> None:
+    e = {**stack_cfg, **harness_env(stack_cfg)}
     assert _port(e["KFM_POSTGIS__DSN"]) == e["DEVSTACK_POSTGIS_PORT"]
     assert _port(e["KFM_POSTGIS__WRITE_DSN"]) == e["DEVSTACK_POSTGIS_PORT"]
     assert _port(e["KFM_GRAPH__URL"]) == e["DEVSTACK_NEO4J_BOLT_PORT"]
@@ -124,8 +176,8 @@ def test_harness_settings_point_at_the_stack(env_example: dict[str, str]) -> Non
         assert urlsplit(e[key]).hostname in ("127.0.0.1", "localhost"), key
 
 
-def test_harness_credentials_match_the_stack(env_example: dict[str, str]) -> None:
-    e = env_example
+def test_harness_credentials_match_the_stack(stack_cfg: dict[str, str]) -> None:
+    e = {**stack_cfg, **harness_env(stack_cfg)}
     dsn, write_dsn = urlsplit(e["KFM_POSTGIS__DSN"]), urlsplit(e["KFM_POSTGIS__WRITE_DSN"])
     assert dsn.username == e["DEVSTACK_PG_READER"] and dsn.path == "/" + e["DEVSTACK_PG_DATABASE"]
     assert write_dsn.username == e["DEVSTACK_PG_OWNER"] and write_dsn.path == "/" + e["DEVSTACK_PG_DATABASE"]
@@ -146,3 +198,78 @@ def test_compose_opa_serves_the_repo_policy_bundle(compose: dict) -> None:
     assert "./kfm_ops/contracts/policy:/policy:ro" in svc["volumes"]
     cmd = svc["command"]
     assert cmd[cmd.index("--bundle") + 1] == "/policy"
+
+
+# --------------------------------------------------------------------------- no secret on a command line
+SECRET_REF = re.compile(r"\$\$\{?(?P<name>DEVSTACK_\w*(?:PASSWORD|API_KEY)|LLAMA_API_KEY)\b\}?")
+# the two ways a healthcheck may hand a secret on: an environment assignment in front of the command
+# (`PGPASSWORD="$$X" psql ...`), or the shell builtin printf piped into a command that reads stdin
+SECRET_HANDOFF = re.compile(r"""(?:^|[\s;&|(])[A-Z_][A-Z0-9_]*="\$\$\{?\w+\}?"(?=\s+\S)"""
+                            r"""|printf '[^']*' "\$\$\{?\w+\}?" \|""")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_credential_on_a_command_line(compose: dict, service: str) -> None:
+    svc = compose["services"][service]
+    for key in ("command", "entrypoint"):
+        if key in svc:
+            text = yaml.safe_dump(svc[key])
+            used = {m["name"] for m in refs(svc[key])} | {m["name"] for m in SECRET_REF.finditer(text)}
+            secret = {n for n in used if "PASSWORD" in n or "KEY" in n}
+            assert not secret, f"{service}: {key} carries {secret}; pass credentials through the environment"
+    test = svc["healthcheck"]["test"]
+    shell = test[1] if test[0] == "CMD-SHELL" else " ".join(test[1:])
+    left = SECRET_REF.findall(SECRET_HANDOFF.sub(" ", shell))
+    assert not left, f"{service}: the healthcheck puts {left} on a command line: {shell}"
+
+
+def test_the_secret_handoff_patterns_catch_argv() -> None:
+    assert SECRET_REF.findall(SECRET_HANDOFF.sub(" ", 'redis-cli -a "$$DEVSTACK_REDIS_PASSWORD" ping'))
+    assert SECRET_REF.findall(SECRET_HANDOFF.sub(" ", 'curl -H "Bearer $$LLAMA_API_KEY" x'))
+    assert not SECRET_REF.findall(SECRET_HANDOFF.sub(" ", 'REDISCLI_AUTH="$$DEVSTACK_REDIS_PASSWORD" redis-cli ping'))
+
+
+def _fake(bin_dir: Path, name: str, body: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text("#!/bin/sh\n" + body)
+    (bin_dir / name).chmod(0o755)
+
+
+def test_compose_redis_start_writes_the_passwords_to_a_0600_file(tmp_path: Path) -> None:
+    """devstack/compose/redis-start.sh, run with a stand-in redis-server that reports what it got."""
+    _fake(tmp_path / "bin", "redis-server",
+          'echo "ARGS: $*"; echo "MODE: $(stat -c %a "$1")"; cat "$1"\n')
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "TMPDIR": str(tmp_path),
+           "DEVSTACK_REDIS_PASSWORD": "owner-pw-1", "DEVSTACK_REDIS_READER": "kfm_reader",
+           "DEVSTACK_REDIS_READER_PASSWORD": "reader-pw-2"}
+    res = subprocess.run(["sh", str(REPO / "devstack/compose/redis-start.sh")], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    args = next(ln for ln in res.stdout.splitlines() if ln.startswith("ARGS: "))
+    assert "owner-pw-1" not in args and "reader-pw-2" not in args
+    assert "MODE: 600" in res.stdout
+    assert "requirepass owner-pw-1" in res.stdout
+    assert "user kfm_reader on >reader-pw-2 " in res.stdout and "maxmemory-policy volatile-lru" in res.stdout
+
+
+def test_compose_postgis_init_gives_psql_no_password_argument(tmp_path: Path) -> None:
+    """devstack/compose/postgis-init.sh, with a stand-in psql that records its arguments and stdin."""
+    _fake(tmp_path / "bin", "psql", f'echo "$*" > {tmp_path}/argv; cat > {tmp_path}/stdin\n')
+    script = (REPO / "devstack/compose/postgis-init.sh").read_text().replace(
+        "/devstack/bootstrap.sql", str(REPO / "devstack/postgis/bootstrap.sql"))
+    (tmp_path / "init.sh").write_text(script)
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "PGDATA": str(pgdata),
+           "DEVSTACK_PG_DATABASE": "kfm", "DEVSTACK_PG_OWNER": "kfm_owner", "DEVSTACK_PG_OWNER_PASSWORD": "owner-pw-1",
+           "DEVSTACK_PG_READER": "kfm_reader", "DEVSTACK_PG_READER_PASSWORD": "reader-pw-2"}
+    res = subprocess.run(["sh", str(tmp_path / "init.sh")], env=env, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    argv, stdin = (tmp_path / "argv").read_text(), (tmp_path / "stdin").read_text()
+    assert "pw" not in argv and "-f -" in argv
+    for var, env_name in (("db", "DEVSTACK_PG_DATABASE"), ("owner", "DEVSTACK_PG_OWNER"),
+                          ("owner_pw", "DEVSTACK_PG_OWNER_PASSWORD"), ("reader", "DEVSTACK_PG_READER"),
+                          ("reader_pw", "DEVSTACK_PG_READER_PASSWORD")):
+        assert f"\\getenv {var} {env_name}\n" in stdin
+    assert "ALTER ROLE" in stdin and "owner-pw-1" not in stdin
+    assert "scram-sha-256" in (pgdata / "pg_hba.conf").read_text()

@@ -11,10 +11,14 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from devstack.commands import env_exports
+from devstack.config import Stack, harness_env
+from devstack.errors import ProbeError
+from devstack.services.neo4j import Neo4j
+from devstack.services.redis import resp_command
 from tests.devstack.conftest import SERVICES, free_port, pid_alive, run_stack
 
 pytestmark = pytest.mark.devstack
@@ -75,8 +79,8 @@ def test_status_reports_all_seven_up_with_versions(running_stack: dict[str, dict
         assert row["pids"], name
 
 
-def test_up_when_up_is_a_noop(running_stack: dict[str, dict], stackmod: ModuleType, cfg: dict[str, str]) -> None:
-    state = stackmod.Stack(cfg).state
+def test_up_when_up_is_a_noop(running_stack: dict[str, dict], cfg: dict[str, str]) -> None:
+    state = Stack(cfg).state
     before = pidfiles(state)
     assert set(before) == set(SERVICES)
     res = run_stack("up")
@@ -108,7 +112,7 @@ def test_service_that_fails_to_start_names_itself_and_its_log(scratch_stack: dic
     bundle = tmp_path / "broken-bundle"
     bundle.mkdir()
     (bundle / "broken.rego").write_text("package kfm.broken\nthis is not rego\n")
-    env = dict(scratch_stack, DEVSTACK_OPA_PORT=str(free_port()), DEVSTACK_OPA_BUNDLE=str(bundle))
+    env = dict(scratch_stack, DEVSTACK_OPA_BUNDLE=str(bundle))
     res = run_stack("up", "opa", env=env, timeout=600)
     log = Path(env["DEVSTACK_HOME"]) / "logs" / "opa.log"
     assert res.returncode != 0
@@ -123,7 +127,7 @@ def test_service_that_fails_to_start_names_itself_and_its_log(scratch_stack: dic
 
 
 def test_down_leaves_no_process_and_is_idempotent(scratch_stack: dict[str, str]) -> None:
-    env = dict(scratch_stack, DEVSTACK_REDIS_PORT=str(free_port()), DEVSTACK_TOXIPROXY_PORT=str(free_port()))
+    env = scratch_stack
     state = Path(env["DEVSTACK_HOME"])
     up = run_stack("up", "redis", "toxiproxy", env=env, timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -155,17 +159,36 @@ def test_status_is_nonzero_when_a_service_is_stopped(running_stack: dict[str, di
     assert run_stack("status").returncode == 0
 
 
-def test_env_prints_the_harness_settings(cfg: dict[str, str]) -> None:
-    res = run_stack("env")
-    assert res.returncode == 0
+def _exports(stdout: str) -> dict[str, str]:
     exported = {}
-    for line in res.stdout.splitlines():
+    for line in stdout.splitlines():
         assert line.startswith("export KFM_"), line
         key, _, value = line[len("export "):].partition("=")
         exported[key] = shlex.split(value)[0] if value else ""
-    assert exported["KFM_SEARCH__URL"] == cfg["KFM_SEARCH__URL"]
-    assert exported["KFM_CACHE__PASSWORD"] == cfg["KFM_CACHE__PASSWORD"]
-    assert {k for k in cfg if k.startswith("KFM_")} == set(exported)
+    return exported
+
+
+def test_env_prints_the_harness_settings(cfg: dict[str, str]) -> None:
+    res = run_stack("env")
+    assert res.returncode == 0
+    exported = _exports(res.stdout)
+    assert exported["KFM_SEARCH__URL"] == f"http://127.0.0.1:{cfg['DEVSTACK_OPENSEARCH_PORT']}"
+    assert exported["KFM_CACHE__PASSWORD"] == cfg["DEVSTACK_REDIS_READER_PASSWORD"]
+    assert exported == env_exports(cfg)
+    assert set(harness_env(cfg)) <= set(exported)
+    assert {k for k in exported if k not in harness_env(cfg)} == {k for k in cfg if k.startswith("KFM_")}
+
+
+def test_env_follows_the_stack_settings_and_explicit_overrides() -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "KFM_"))},
+           "DEVSTACK_REDIS_PORT": "16379", "DEVSTACK_PG_READER_PASSWORD": "another reader pw",
+           "KFM_POLICY__URL": "http://127.0.0.1:9999"}
+    res = run_stack("env", env=env)
+    assert res.returncode == 0, res.stderr
+    exported = _exports(res.stdout)
+    assert exported["KFM_CACHE__URL"] == "redis://127.0.0.1:16379/0"
+    assert exported["KFM_POSTGIS__PASSWORD"] == "another reader pw"
+    assert exported["KFM_POLICY__URL"] == "http://127.0.0.1:9999"  # a KFM_* set explicitly wins
 
 
 def test_every_service_listens_on_loopback_only(running_stack: dict[str, dict]) -> None:
@@ -218,10 +241,10 @@ def test_postgis_roles(running_stack: dict[str, dict], cfg: dict[str, str]) -> N
     assert bad.returncode != 0 and "password authentication failed" in bad.stderr
 
 
-def test_redis_reader_acl(running_stack: dict[str, dict], cfg: dict[str, str], stackmod: ModuleType) -> None:
+def test_redis_reader_acl(running_stack: dict[str, dict], cfg: dict[str, str]) -> None:
     port = int(cfg["DEVSTACK_REDIS_PORT"])
     key = f"devstack:probe:{os.getpid()}"
-    cmd = stackmod.resp_command
+    cmd = resp_command
     with socket.create_connection(("127.0.0.1", port), timeout=5) as w:
         assert cmd(w, "AUTH", cfg["DEVSTACK_REDIS_PASSWORD"]) == "OK"
         assert cmd(w, "SET", key, "v", "EX", "60") == "OK"
@@ -243,12 +266,12 @@ def test_redis_reader_acl(running_stack: dict[str, dict], cfg: dict[str, str], s
                 assert "redis_version:7." in cmd(r, "INFO", "server")
                 assert cmd(r, "MEMORY", "USAGE", key) > 0
                 for forbidden in (("SET", key, "x"), ("DEL", key), ("FLUSHALL",), ("CONFIG", "GET", "maxmemory")):
-                    with pytest.raises(stackmod.ProbeError, match="NOPERM"):
+                    with pytest.raises(ProbeError, match="NOPERM"):
                         cmd(r, *forbidden)
         finally:
             cmd(w, "DEL", key)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as anon, \
-            pytest.raises(stackmod.ProbeError, match="NOAUTH"):
+            pytest.raises(ProbeError, match="NOAUTH"):
         cmd(anon, "GET", key)
 
 
@@ -273,7 +296,7 @@ def test_opensearch_geo_shape(running_stack: dict[str, dict], cfg: dict[str, str
         http_json(f"{base}/{index}", method="DELETE")
 
 
-def test_neo4j_auth_and_cypher(running_stack: dict[str, dict], cfg: dict[str, str], stackmod: ModuleType) -> None:
+def test_neo4j_auth_and_cypher(running_stack: dict[str, dict], cfg: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{cfg['DEVSTACK_NEO4J_HTTP_PORT']}/db/neo4j/tx/commit"
     stmt = {"statements": [{"statement": "RETURN 1 AS one"}]}
 
@@ -284,7 +307,7 @@ def test_neo4j_auth_and_cypher(running_stack: dict[str, dict], cfg: dict[str, st
     assert code == 200 and body["results"][0]["data"][0]["row"] == [1], body
     code, _ = http_json(url, method="POST", body=stmt, headers=auth("neo4j"))
     assert code == 401
-    neo = stackmod.Neo4j(stackmod.Stack(cfg))
+    neo = Neo4j(Stack(cfg))
     neo._bolt_handshake(int(cfg["DEVSTACK_NEO4J_BOLT_PORT"]))
 
 
@@ -309,7 +332,7 @@ def test_llm_chat_completion(running_stack: dict[str, dict], cfg: dict[str, str]
     assert body["choices"][0]["message"]["content"].strip()
 
 
-def test_toxiproxy_proxies_redis(running_stack: dict[str, dict], cfg: dict[str, str], stackmod: ModuleType) -> None:
+def test_toxiproxy_proxies_redis(running_stack: dict[str, dict], cfg: dict[str, str]) -> None:
     api = f"http://127.0.0.1:{cfg['DEVSTACK_TOXIPROXY_PORT']}"
     listen = free_port()
     name = f"devstack_probe_{os.getpid()}"
@@ -318,14 +341,14 @@ def test_toxiproxy_proxies_redis(running_stack: dict[str, dict], cfg: dict[str, 
     assert code == 201, body
     try:
         with socket.create_connection(("127.0.0.1", listen), timeout=5) as s:
-            assert stackmod.resp_command(s, "AUTH", cfg["DEVSTACK_REDIS_PASSWORD"]) == "OK"
-            assert stackmod.resp_command(s, "PING") == "PONG"
+            assert resp_command(s, "AUTH", cfg["DEVSTACK_REDIS_PASSWORD"]) == "OK"
+            assert resp_command(s, "PING") == "PONG"
         code, _ = http_json(f"{api}/proxies/{name}/toxics", method="POST", body={
             "name": "lag", "type": "latency", "attributes": {"latency": 300}})
         assert code == 200
         with socket.create_connection(("127.0.0.1", listen), timeout=5) as s:
             t0 = time.monotonic()
-            stackmod.resp_command(s, "AUTH", cfg["DEVSTACK_REDIS_PASSWORD"])
+            resp_command(s, "AUTH", cfg["DEVSTACK_REDIS_PASSWORD"])
             assert time.monotonic() - t0 >= 0.25
     finally:
         http_json(f"{api}/proxies/{name}", method="DELETE")
