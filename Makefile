@@ -42,7 +42,7 @@ PY := $(VENV)/bin/python
 export KFM_ENV_FILE ?= $(if $(wildcard .env),.env,.env.example)
 REPORT ?= reports/smoke.json
 
-.PHONY: venv catalog demo test lint bench
+.PHONY: venv unit catalog demo test lint bench
 
 ## a venv with kfm-ops (editable) and the dev tools; pip's wheel cache makes repeats fast
 venv: $(VENV)/.installed
@@ -63,9 +63,13 @@ demo: stack-install stack-up catalog
 	$(PY) -m pytest opschecks -m smoke -p no:cacheprovider --json-report --json-report-file=$(REPORT)
 	@echo "JSON report: $(abspath $(REPORT))"
 
-## the whole test suite: every check on the healthy stack, then kfm-ops's own tests
-test: stack-install stack-up catalog
-	$(PY) -m pytest -p no:cacheprovider
+## the unit layer: the pure code, no service needed, in seconds
+unit: venv
+	$(PY) -m pytest tests/unit -p no:cacheprovider -q
+
+## the whole test suite: the unit layer first, then every check on the healthy stack and kfm-ops's own tests
+test: unit stack-install stack-up catalog
+	$(PY) -m pytest -p no:cacheprovider --ignore=tests/unit
 
 ## ruff and mypy
 lint: venv

@@ -33,11 +33,12 @@ from typing import Any
 from opensearchpy import helpers
 
 from kfm_ops import contracts
+from kfm_ops.derive import graph_items, grid_degrees, search_documents
 from kfm_ops.hub import ServiceHub
 from kfm_ops.settings import load_settings
-from maintenance.actions.derive import grid_degrees, stream_documents, stream_rows
-from maintenance.actions.graph import graph_rows
-from maintenance.actions.search import BUILD_SETTINGS, BULK_BYTES, BULK_DOCS, BULK_IN_FLIGHT
+from kfm_ops.stores.cache import summary_key
+from kfm_ops.stores.postgis import PUBLISHED_ITEMS
+from kfm_ops.stores.search.bulk import BUILD_SETTINGS, BULK_BYTES, BULK_DOCS, BULK_IN_FLIGHT
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_SAMPLE = 2000
@@ -74,12 +75,12 @@ def kfm_maint(*args: str) -> dict[str, Any]:
 def raw_bulk(hub: ServiceHub) -> dict[str, Any]:
     """The limit: the same documents, prebuilt in memory, through parallel_bulk into a scratch index."""
     contract = contracts.load("search")
-    client = hub.writer("search")
+    client = hub.search(write=True).client
     index = "kfm-bench-raw"
     client.indices.delete(index=index, ignore_unavailable=True)
-    grid = grid_degrees(hub)
+    grid = grid_degrees(hub.policy())
     docs = [{"_index": index, "_id": item_id, "_source": document}
-            for item_id, document in stream_documents(hub.client("postgis"), grid)]
+            for item_id, document in search_documents(hub.postgis(), grid)]
     started = time.monotonic()  # a new index, loaded and refreshed: what the reindex does besides read and verify
     client.indices.create(index=index, body={"settings": {**contract["settings"], **BUILD_SETTINGS},
                                              "mappings": contract["mappings"]})
@@ -108,8 +109,8 @@ WITH i UNWIND $places AS pid MATCH (p:Place {id: pid}) MERGE (i)-[:LOCATED_IN]->
 def naive_graph(hub: ServiceHub, sample: int) -> dict[str, Any]:
     """One statement per row, the way a hand-written sync loop does it: the same node and relationships
     the sync writes for an item, on a scratch label (its relationships go to the real Dataset/Activity/Place)."""
-    graph = hub.writer("graph")
-    rows = list(islice(graph_rows(stream_rows(hub.client("postgis"), grid_degrees(hub), links=True)), sample))
+    graph = hub.graph(write=True)
+    rows = list(islice(graph_items(hub.postgis(), grid_degrees(hub.policy())), sample))
     graph.run("MATCH (n:BenchNaiveItem) DETACH DELETE n")
     started = time.monotonic()
     for row in rows:
@@ -121,7 +122,7 @@ def naive_graph(hub: ServiceHub, sample: int) -> dict[str, Any]:
 
 def graph_entities(hub: ServiceHub) -> int:
     """Item nodes plus their relationships: what the sync wrote into the empty graph (count store, O(1))."""
-    graph = hub.client("graph")
+    graph = hub.graph()
     items = graph.run("MATCH (i:Item) RETURN count(i) AS n")[0]["n"]
     links = graph.run("MATCH (:Item)-[r]->() RETURN count(r) AS n")[0]["n"]
     return int(items + links)
@@ -130,11 +131,11 @@ def graph_entities(hub: ServiceHub) -> int:
 def cache_under_reads(hub: ServiceHub) -> dict[str, Any]:
     """Rebuild every summary while a reader loop checks that each read is whole."""
     contract = contracts.load("cache")["redis"]
-    writer = hub.writer("cache")
-    for key in writer.scan_iter(match=contract["summary_key"].format(dataset_id="*")):
+    writer = hub.cache(write=True).client
+    for key in writer.scan_iter(match=summary_key(contract["summary_key"], "*")):
         writer.hset(key, "content_hash", "stale")  # forces a full rewrite of every summary
-    reader = hub.client("cache")
-    pg = hub.client("postgis")
+    reader = hub.cache().client
+    pg = hub.postgis()
     ids = sorted(reader.smembers(contract["index_key"]))
     stop = threading.Event()
     stats = {"reads": 0, "failed": 0}
@@ -142,12 +143,12 @@ def cache_under_reads(hub: ServiceHub) -> dict[str, Any]:
     def loop() -> None:
         while not stop.is_set():
             for dataset_id in ids:
-                summary = reader.hgetall(contract["summary_key"].format(dataset_id=dataset_id))
+                summary = reader.hgetall(summary_key(contract["summary_key"], dataset_id))
                 stats["reads"] += 1
                 if not summary or any(f not in summary for f in ("item_count", "extent_bbox", "content_hash")):
                     stats["failed"] += 1
             try:
-                rows = pg.execute("SELECT count(*) FROM kfm_cache.dataset_stats").fetchone()[0]
+                rows = pg.scalar("SELECT count(*) FROM kfm_cache.dataset_stats")
                 stats["reads"] += 1
                 stats["failed"] += int(rows != len(ids))
             except Exception:  # noqa: BLE001 — a failed read is what we count
@@ -187,7 +188,7 @@ def reset_statistics(hub: ServiceHub) -> None:
     """The large catalogs were read from disk: reset PostgreSQL's counters so that the cache-hit
     check measures the stack again, not the bench (devstack lets the owner do this)."""
     try:
-        hub.writer("postgis").execute("SELECT pg_stat_reset()")
+        hub.postgis(write=True).execute("SELECT pg_stat_reset()")
     except Exception as exc:  # noqa: BLE001 — a warning, the measurements stand
         print(f"[bench] warning: could not reset the database statistics ({exc}); the cache-hit check may "
               "fail until they are reset (README, Troubleshooting)", flush=True)
@@ -202,15 +203,13 @@ def default_catalog() -> None:
 def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     print(f"[bench] {size} items: sample catalog", flush=True)
     load = kfm_maint("sample-data", "init", "--items", str(size))
-    published = hub.client("postgis").execute(
-        "SELECT count(*) FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id "
-        "WHERE d.status = 'published'").fetchone()[0]
+    published = hub.postgis().scalar(f"SELECT count(*) FROM {PUBLISHED_ITEMS}")
     print(f"[bench] {size}: reindex (kfm-maint) and raw parallel_bulk", flush=True)
     reindex = kfm_maint("reindex", "--targets", "search", "--force")
     raw = measured([sys.executable, "-c", "from bench.run import raw_bulk_main; raw_bulk_main()"])
     raw_json = json.loads(raw["stdout"].strip().splitlines()[-1])
     print(f"[bench] {size}: graph sync into an empty graph, and the naive loop", flush=True)
-    while hub.writer("graph").run("MATCH (i:Item) WITH i LIMIT 10000 DETACH DELETE i RETURN count(*) AS n")[0]["n"]:
+    while hub.graph(write=True).run("MATCH (i:Item) WITH i LIMIT 10000 DETACH DELETE i RETURN count(*) AS n")[0]["n"]:
         pass  # an empty graph, in bounded transactions
     graph = kfm_maint("reindex", "--targets", "graph")
     entities = graph_entities(hub)

@@ -4,14 +4,18 @@
 
     KfmError                      exit 70  (anything unexpected but ours)
      ├── UsageError               exit 2   bad flags, bad settings, unknown names
-     ├── ServiceUnavailable       exit 4   a configured service cannot be reached
+     │    └── NotConfigured       exit 2   a service has no settings
+     ├── ServiceError             exit 4   a service failed: (service, fault class, where)
      ├── ContractViolation        exit 1   a store disagrees with the contract
      ├── ActionRefused            exit 3   a safety gate said no; nothing changed
      │    └── LockHeld            exit 3   another run holds the action's lock
-     └── ActionFailed             exit 5   a step of an action failed; live state kept
+     ├── ActionFailed             exit 5   a step of an action failed; live state kept
+     └── Interrupted              exit 5   SIGTERM / Ctrl-C stopped an action at a safe point
 
 Every error carries context (service, step, gate …) and a ``hint`` naming what to
 do. Messages pass through :mod:`kfm_ops.redact` so they never carry a secret.
+Driver exceptions never travel past a store: each store translates them, by type,
+into a :class:`ServiceError` (:mod:`kfm_ops.faults` holds the one table).
 """
 
 from __future__ import annotations
@@ -55,28 +59,8 @@ class UsageError(KfmError):
     exit_code = ExitCode.USAGE
 
 
-class ServiceUnavailable(KfmError):
-    """A configured service did not answer within its timeout."""
-
-    exit_code = ExitCode.UNREACHABLE
-
-    def __init__(self, service: str, where: str, reason: str, **context: Any) -> None:
-        self.service = service
-        self.where = where
-        super().__init__(
-            f"{service} unreachable at {where}: {reason}",
-            hint="check the service is up (local stack: devstack/stack status) and the KFM_"
-            + service.upper()
-            + "__* settings",
-            service=service,
-            **context,
-        )
-
-
-class NotConfigured(KfmError):
+class NotConfigured(UsageError):
     """A service has no settings; its checks are skipped (or fail under --kfm-require-all)."""
-
-    exit_code = ExitCode.USAGE
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -85,6 +69,39 @@ class NotConfigured(KfmError):
             hint=f"set KFM_{service.upper()}__URL (or __DSN) to check it",
             service=service,
         )
+
+
+class ServiceError(KfmError):
+    """A configured service failed: it is unreachable, timed out, refused us, or answered an error.
+
+    ``fault`` is the fault class (see :mod:`kfm_ops.faults`); ``status`` the HTTP status when
+    the service answered one.
+    """
+
+    exit_code = ExitCode.UNREACHABLE
+
+    def __init__(self, service: str, where: str, fault: str, detail: str, *, status: int | None = None) -> None:
+        self.service = service
+        self.where = where
+        self.fault = fault
+        self.status = status
+        self.detail = redact(detail)
+        from kfm_ops.faults import UNREACHABLE  # the table module imports this one
+
+        verb = "unreachable" if fault in UNREACHABLE else "failed"
+        super().__init__(
+            f"{service} {verb} at {where}: {fault} ({self.detail})",
+            hint="check the service is up (local stack: devstack/stack status) and the KFM_"
+            + service.upper()
+            + "__* settings",
+            service=service,
+            fault=fault,
+        )
+
+    @property
+    def reason(self) -> str:
+        """``fault (detail)``: the part after the place, for messages that name the place themselves."""
+        return f"{self.fault} ({self.detail})"
 
 
 class ContractViolation(KfmError):
@@ -120,3 +137,9 @@ class ActionFailed(KfmError):
         self.action = action
         self.step = step
         super().__init__(f"{action} failed at step '{step}': {reason}", hint=hint, action=action, step=step)
+
+
+class Interrupted(KfmError):
+    """SIGTERM or Ctrl-C stopped an action at a safe point; the live state was left as it was."""
+
+    exit_code = ExitCode.ACTION_FAILED

@@ -1,9 +1,9 @@
-"""The service hub: one lazily-opened client per service, shared by checks and actions.
+"""The service hub: one lazily-opened store per service, shared by checks and actions.
 
-Read clients are handed to anyone. Write clients only by a hub opened with
+Read stores are handed to anyone. Write stores only by a hub opened with
 ``writes_allowed`` (a kfm-maint action past its gates, not a dry run; or a test
-marked ``kfm_writable``) — mutation is blocked by default and the refusal names
-the way to unblock it.
+marked ``kfm_writable``), and only for the services that hub was opened for —
+mutation is blocked by default and the refusal names the way to unblock it.
 
 Each service is warmed up once: the first use connects and pings within the
 configured timeout; a failure is remembered, so every later use fails at once
@@ -15,29 +15,40 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from kfm_ops import log
-from kfm_ops.clients import adapter, describe
-from kfm_ops.errors import ActionRefused, KfmError, NotConfigured, ServiceUnavailable
+from kfm_ops.errors import ActionRefused, KfmError, NotConfigured, ServiceError
+from kfm_ops.faults import TRANSIENT
 from kfm_ops.settings import SERVICES, Settings
+from kfm_ops.stores import Store, store_class
+
+if TYPE_CHECKING:  # the stores import their drivers: only on first use
+    from kfm_ops.stores.cache import CacheStore
+    from kfm_ops.stores.graph import GraphStore
+    from kfm_ops.stores.llm import LlmStore
+    from kfm_ops.stores.policy import PolicyStore
+    from kfm_ops.stores.postgis import PostgisStore
+    from kfm_ops.stores.search import SearchStore
 
 # The retry policy of a warm-up: a reset or dropped connection is tried again (a peer
 # restarting, a load balancer recycling); refusals, timeouts and auth failures are not.
 WARM_UP_ATTEMPTS = 3
 RETRY_BACKOFF = 0.5  # seconds, times the attempt number
-TRANSIENT = ("connection reset", "connection closed")
 
 
 class ServiceHub:
-    def __init__(self, settings: Settings, *, writes_allowed: bool = False, application_name: str = "kfm-ops",
-                 on_retry: Callable[[str, str], None] | None = None) -> None:
+    """Opens, warms up, shares and closes the stores of one session or run."""
+
+    def __init__(self, settings: Settings, *, writes_allowed: bool = False, writable: Iterable[str] | None = None,
+                 application_name: str = "kfm-ops", on_retry: Callable[[str, str], None] | None = None) -> None:
         self.settings = settings
         self.on_retry = on_retry
         self.writes_allowed = writes_allowed
+        self.writable = frozenset(SERVICES if writable is None else writable)
         self.application_name = application_name
-        self._clients: dict[tuple[str, bool], Any] = {}
+        self._stores: dict[tuple[str, bool], Store[Any]] = {}
         self._failures: dict[tuple[str, bool], KfmError] = {}
         self._versions: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -45,21 +56,46 @@ class ServiceHub:
     def configured(self, name: str) -> bool:
         return self.settings.section(name) is not None
 
-    def client(self, name: str) -> Any:
-        """The read-only client of service ``name``."""
+    # --- typed doors (read-only unless ``write``)
+    def postgis(self, *, write: bool = False) -> PostgisStore:
+        return cast("PostgisStore", self._open("postgis", write))
+
+    def search(self, *, write: bool = False) -> SearchStore:
+        return cast("SearchStore", self._open("search", write))
+
+    def graph(self, *, write: bool = False) -> GraphStore:
+        return cast("GraphStore", self._open("graph", write))
+
+    def cache(self, *, write: bool = False) -> CacheStore:
+        return cast("CacheStore", self._open("cache", write))
+
+    def policy(self) -> PolicyStore:
+        return cast("PolicyStore", self._open("policy", False))
+
+    def llm(self) -> LlmStore:
+        return cast("LlmStore", self._open("llm", False))
+
+    def _open(self, name: str, write: bool) -> Store[Any]:
+        return self.writer(name) if write else self.client(name)
+
+    # --- by name
+    def client(self, name: str) -> Store[Any]:
+        """The read-only store of service ``name``."""
         return self._get(name, write=False)
 
-    def writer(self, name: str) -> Any:
-        """A write-capable client; only for a hub opened by a confirmed action."""
-        if not self.writes_allowed:
+    def writer(self, name: str) -> Store[Any]:
+        """A write-capable store; only for a hub opened by a confirmed action (or a writable test)."""
+        if not self.writes_allowed or name not in self.writable:
+            allowed = ", ".join(sorted(self.writable)) if self.writes_allowed else "none"
             raise ActionRefused(
-                f"writes to {name} are blocked in this session",
+                f"writes to {name} are blocked in this session (writable: {allowed})",
                 hint="mutations run only through kfm-maint actions (without --dry-run); "
-                "in tests, mark the test with @pytest.mark.kfm_writable",
+                "in tests, mark the test with @pytest.mark.kfm_writable"
+                + (f"(..., {name!r})" if self.writes_allowed else ""),
             )
         return self._get(name, write=True)
 
-    def _get(self, name: str, *, write: bool) -> Any:
+    def _get(self, name: str, *, write: bool) -> Store[Any]:
         section = self.settings.section(name)
         if section is None:
             raise NotConfigured(name)
@@ -67,70 +103,67 @@ class ServiceHub:
         with self._lock:
             if key in self._failures:
                 raise self._failures[key]
-            if key in self._clients:
-                return self._clients[key]
+            if key in self._stores:
+                return self._stores[key]
             try:
-                client = self._warm_up(name, section, write=write)
+                store = self._warm_up(name, section, write=write)
             except KfmError as exc:
                 self._failures[key] = exc
                 raise
-            self._clients[key] = client
-            return client
+            self._stores[key] = store
+            return store
 
-    def _warm_up(self, name: str, section: Any, *, write: bool) -> Any:
+    def _warm_up(self, name: str, section: Any, *, write: bool) -> Store[Any]:
         """Open and ping, retrying only transient faults (a reset or dropped connection)."""
-        module = adapter(name)
+        cls = store_class(name)
         kwargs = {"application_name": self.application_name} if name == "postgis" else {}
         for attempt in range(1, WARM_UP_ATTEMPTS + 1):
-            client = None
+            store = None
             try:
-                client = module.open(section, write=write, **kwargs)
-                module.ping(client)
-                return client
-            except KfmError:
-                raise
-            except Exception as exc:  # noqa: BLE001 — any driver error means "unreachable"
-                if client is not None:
+                store = cls(section, write=write, **kwargs)
+                store.ping()
+                return store
+            except ServiceError as exc:
+                if store is not None:
                     with contextlib.suppress(Exception):  # best effort on a broken client
-                        module.close(client)
-                reason = describe(exc)
-                if attempt == WARM_UP_ATTEMPTS or not reason.startswith(TRANSIENT):
-                    raise ServiceUnavailable(name, section.where, reason) from None
-                log.get_logger().warning("service.retry", service=name, attempt=attempt, reason=reason)
+                        store.close()
+                if attempt == WARM_UP_ATTEMPTS or exc.fault not in TRANSIENT:
+                    raise
+                log.get_logger().warning("service.retry", service=name, attempt=attempt, reason=exc.reason)
                 if self.on_retry is not None:
-                    self.on_retry(name, reason)
+                    self.on_retry(name, exc.reason)
                 time.sleep(RETRY_BACKOFF * attempt)
         raise AssertionError("unreachable")  # pragma: no cover — the loop returns or raises
 
     def unavailable(self) -> list[str]:
         """Services that failed their warm-up in this process."""
-        return sorted({name for (name, _write), error in self._failures.items()
-                       if isinstance(error, ServiceUnavailable)})
+        return sorted({name for (name, _write), error in self._failures.items() if isinstance(error, ServiceError)})
 
     def version(self, name: str) -> str:
         """The server version of ``name`` (warming it up if needed)."""
         if name not in self._versions:
-            self._versions[name] = adapter(name).version(self.client(name))
+            self._versions[name] = self.client(name).version()
         return self._versions[name]
 
     def status_lines(self) -> list[str]:
         """One line per service for report headers: version, not configured, or unreachable."""
         lines = []
         for name in SERVICES:
-            if not self.configured(name):
+            section = self.settings.section(name)
+            if section is None:
                 lines.append(f"{name}: not configured")
                 continue
             try:
-                lines.append(f"{name}: {self.version(name)} at {self.settings.section(name).where}")  # type: ignore[union-attr]
-            except KfmError as exc:
+                lines.append(f"{name}: {self.version(name)} at {section.where}")
+            except ServiceError as exc:
                 lines.append(f"{name}: UNAVAILABLE — {exc.message}")
-            except Exception as exc:  # noqa: BLE001
-                lines.append(f"{name}: version unknown ({describe(exc)})")
+            except KfmError as exc:
+                lines.append(f"{name}: version unknown ({exc.message})")
         return lines
 
     def close(self) -> None:
         with self._lock:
-            for (name, _write), client in self._clients.items():
+            for store in self._stores.values():
                 with contextlib.suppress(Exception):  # closing is best effort
-                    adapter(name).close(client)
-            self._clients.clear()
+                    store.close()
+            self._stores.clear()

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 import uuid
-from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, MutableMapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 
 from kfm_ops.redact import redact, redact_obj
-
-_configured_run_id: str | None = None
 
 
 def new_run_id() -> str:
@@ -62,7 +59,6 @@ def configure(
     stream: TextIO | None = None,
 ) -> None:
     """Configure structlog once per process; later calls only rebind the context."""
-    global _configured_run_id
     out: Any = stream or _CurrentStderr()
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -84,23 +80,7 @@ def configure(
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(run_id=run_id, environment=environment, component=component)
-    _configured_run_id = run_id
 
 
 def get_logger(**bind: Any) -> Any:
     return structlog.get_logger().bind(**bind)
-
-
-@contextmanager
-def timed(event: str, **fields: Any) -> Iterator[dict[str, Any]]:
-    """Log ``<event>.start`` and ``<event>.end`` with duration; yield a dict for counts."""
-    log = get_logger()
-    counts: dict[str, Any] = {}
-    log.info(f"{event}.start", **fields)
-    started = time.monotonic()
-    outcome = "failed"
-    try:
-        yield counts
-        outcome = "ok"
-    finally:
-        log.info(f"{event}.end", outcome=outcome, duration_s=round(time.monotonic() - started, 3), **fields, **counts)

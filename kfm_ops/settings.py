@@ -125,10 +125,6 @@ class LlmSettings(_HttpSettings):
     latency_budget: float = Field(20.0, gt=0, le=600)
 
 
-class ApiSettings(_HttpSettings):
-    token: SecretStr | None = None
-
-
 class CheckSettings(BaseModel):
     """Thresholds the checks compare against (the contract holds the shapes)."""
 
@@ -180,7 +176,6 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     actor: str = Field(default_factory=lambda: os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown")
-    lock_dir: Path | None = None
 
     postgis: PostgisSettings | None = None
     graph: GraphSettings | None = None
@@ -188,7 +183,6 @@ class Settings(BaseSettings):
     cache: CacheSettings | None = None
     policy: PolicySettings | None = None
     llm: LlmSettings | None = None
-    api: ApiSettings | None = None
     checks: CheckSettings = CheckSettings()
 
     @classmethod
@@ -209,7 +203,7 @@ class Settings(BaseSettings):
         )
 
     def section(self, service: str) -> ServiceSettings | None:
-        if service not in (*SERVICES, "api"):
+        if service not in SERVICES:
             raise UsageError(f"unknown service {service!r}", hint="known services: " + ", ".join(SERVICES))
         section: ServiceSettings | None = getattr(self, service)
         return section
@@ -218,7 +212,7 @@ class Settings(BaseSettings):
         return [name for name in SERVICES if getattr(self, name) is not None]
 
     def secret_values(self) -> list[str]:
-        return [s for name in (*SERVICES, "api") if (sec := getattr(self, name)) for s in sec.secrets()]
+        return [s for name in SERVICES if (sec := getattr(self, name)) for s in sec.secrets()]
 
 
 def _describe(error: Any) -> str:

@@ -1,5 +1,8 @@
 """``kfm-maint``: the thin command-line face of the kfm-ops actions.
 
+Subcommands come from :data:`maintenance.actions.COMMANDS`; this module parses,
+loads the settings, hands the action to the runner, and maps errors to exit codes.
+
 Exit codes (also in README.md):
   0 ok · 1 checks or verification failed · 2 usage error (bad flag, argument or
   setting) · 3 refused by a safety gate · 4 service unreachable · 5 action failed
@@ -9,19 +12,18 @@ Exit codes (also in README.md):
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
 from kfm_ops import __version__, log
+from kfm_ops.checkrun import run_pytest
 from kfm_ops.errors import ExitCode, KfmError, UsageError
-from kfm_ops.gates import Intent
 from kfm_ops.redact import redact
 from kfm_ops.settings import load_settings
+from maintenance.actions import COMMANDS, GROUPS, Command
+from maintenance.gates import Intent
 from maintenance.output import Output
 
 ENVIRONMENTS = ("dev", "staging", "production")
@@ -34,30 +36,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
-def _targets(allowed: tuple[str, ...]) -> Any:
-    def parse(value: str) -> list[str]:
-        chosen = [t.strip() for t in value.split(",") if t.strip()]
-        unknown = [t for t in chosen if t not in allowed]
-        if unknown or not chosen:
-            raise argparse.ArgumentTypeError(
-                f"unknown target {', '.join(map(repr, unknown)) or repr(value)}; choose from {','.join(allowed)}")
-        return sorted(set(chosen), key=allowed.index)
-    return parse
-
-
-def _count(lo: int, hi: int) -> Any:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-        if not lo <= number <= hi:
-            raise argparse.ArgumentTypeError(f"{number} is out of range {lo}..{hi}")
-        return number
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
+def _global_options() -> _Parser:
     common = _Parser(add_help=False)
     g = common.add_argument_group("global options (before or after the command)")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document on stdout")
@@ -72,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a report in pytest-json-report's schema")
     g.add_argument("--no-verify", dest="verify", action="store_false", default=argparse.SUPPRESS,
                    help="skip the checks that run after an action (verification is on by default)")
+    return common
 
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _global_options()
     parser = _Parser(prog="kfm-maint", description="Operational checks and safe maintenance for the KFM backend.",
                      parents=[common], epilog="Exit codes: 0 ok, 1 checks failed, 2 usage, 3 refused, "
                      "4 service unreachable, 5 action failed, 70 internal error.")
@@ -83,45 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the opschecks with pytest. Arguments after `--` go to pytest.")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest, e.g. -- -m smoke")
     sub.add_parser("smoke", parents=[common], help="run the smoke checks (= check -- -m smoke)")
-    sub.add_parser("migrate", parents=[common], help="apply the kfm-ops schema migrations [risk: medium]")
 
-    sd = sub.add_parser("sample-data", parents=[common], help="the dev/staging sample catalog")
-    sd_sub = sd.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
-    init = sd_sub.add_parser("init", parents=[common], help="load the deterministic Kansas sample catalog [medium]")
-    init.add_argument("--items", type=_count(1, 5_000_000), default=2000, help="number of items (default 2000)")
-    init.add_argument("--seed", type=_count(0, 2**31 - 1), default=42, help="random seed (default 42)")
-
-    ri = sub.add_parser("reindex", parents=[common], help="rebuild derived stores from the canonical store [high]",
-                        description="Blue/green search reindex and graph sync, or `reindex rollback`.")
-    ri.add_argument("mode", nargs="?", choices=("run", "rollback"), default="run",
-                    help="`rollback` points the search alias back at the previous verified index")
-    ri.add_argument("--targets", type=_targets(("search", "graph")), default=None,
-                    help="comma-separated: search,graph (required for run)")
-    ri.add_argument("--keep", type=_count(1, 50), default=2, help="search indices to keep, live one included")
-    ri.add_argument("--prune", action="store_true", help="graph: delete nodes that are not in the canonical store")
-    ri.add_argument("--force", action="store_true", help="search: rebuild even when the live index is current")
-    ri.add_argument("--batch-size", type=_count(10, 50_000), default=None,
-                    help="documents per bulk request (default 5000, at most 10 MiB) / "
-                         "items per graph transaction (default 2000)")
-
-    ca = sub.add_parser("cache", parents=[common], help="the derived cache")
-    ca_sub = ca.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
-    rb = ca_sub.add_parser("rebuild", parents=[common], help="rebuild stats views and Redis summaries [medium]")
-    rb.add_argument("--targets", type=_targets(("stats", "summaries")), default=["stats", "summaries"],
-                    help="comma-separated: stats,summaries (default both)")
-
-    us = sub.add_parser("user", parents=[common], help="operator accounts")
-    us_sub = us.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
-    uc = us_sub.add_parser("create", parents=[common], help="create or update an operator account [medium]")
-    uc.add_argument("--username", required=True)
-    uc.add_argument("--role", required=True, choices=("viewer", "operator", "maintainer", "admin"))
-    uc.add_argument("--rotate-password", action="store_true", help="replace the password of an existing account")
-    src = uc.add_mutually_exclusive_group()
-    src.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
-    src.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    src.add_argument("--password-file", metavar="PATH", help="read the password from this file")
-    uc.add_argument("--password-out", metavar="PATH",
-                    help="where a generated password is written (new 0600 file; default in the current folder)")
+    groups: dict[str, Any] = {}
+    for command in COMMANDS:
+        first, *rest = command.words
+        label = f"{command.help} [risk: {command.risk}]"
+        if not rest:
+            command.arguments(sub.add_parser(first, parents=[common], help=label))
+            continue
+        if first not in groups:
+            group = sub.add_parser(first, parents=[common], help=GROUPS.get(first, ""))
+            groups[first] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True,
+                                                 parser_class=_Parser)
+        command.arguments(groups[first].add_parser(rest[0], parents=[common], help=label))
     return parser
 
 
@@ -131,49 +88,23 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k, v) for k, v in defaults.items()}
 
 
-def _build_action(args: argparse.Namespace) -> Any:
-    from maintenance.actions import action_class
-
-    if args.command == "migrate":
-        return action_class("migrate")()
-    if args.command == "sample-data":
-        return action_class("sample-data-init")(items=args.items, seed=args.seed)
-    if args.command == "cache":
-        return action_class("cache-rebuild")(targets=args.targets)
-    if args.command == "user":
-        return action_class("user-create")(
-            username=args.username, role=args.role, rotate=args.rotate_password, password_env=args.password_env,
-            password_stdin=args.password_stdin, password_file=args.password_file, password_out=args.password_out)
-    if args.mode == "rollback":
-        return action_class("reindex-rollback")()
-    if not args.targets:
-        raise UsageError("reindex needs --targets", hint="e.g. --targets search,graph")
-    from maintenance.actions.composite import Composite
-
-    sized = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else each action's default
-    parts = {"search": lambda: action_class("reindex-search")(keep=args.keep, force=args.force, **sized),
-             "graph": lambda: action_class("sync-graph")(prune=args.prune, **sized)}
-    chosen = [parts[t]() for t in args.targets]
-    return chosen[0] if len(chosen) == 1 else Composite("reindex", chosen)
+def _command(args: argparse.Namespace) -> Command:
+    words = (args.command, *([args.subcommand] if getattr(args, "subcommand", None) else []))
+    return next(c for c in COMMANDS if c.words == words)
 
 
 def run_checks(pytest_args: list[str], opts: dict[str, Any], run_id: str) -> int:
     """`kfm-maint check`: the opschecks in a pytest process, exit codes mapped to ours."""
     args = [a for a in pytest_args if a != "--"]
-    with tempfile.TemporaryDirectory() as tmp:
-        # Always a report: it is how an unreachable service (exit 4) is told from a failed check (1).
-        report = Path(opts["json_report_file"] or Path(tmp) / "report.json")
-        cmd = [sys.executable, "-m", "pytest", "--pyargs", "opschecks", *args, "--json-report",
-               f"--json-report-file={report}"]
-        env = {**os.environ, "KFM_RUN_ID": run_id}
-        if opts["env_file"]:
-            env["KFM_ENV_FILE"] = opts["env_file"]
-        proc = subprocess.run(cmd, env=env, check=False)
-        unreachable = json.loads(report.read_text()).get("kfm", {}).get("unreachable") if report.is_file() else None
+    env = {"KFM_RUN_ID": run_id, **({"KFM_ENV_FILE": opts["env_file"]} if opts["env_file"] else {})}
+    # Always a report: it is how an unreachable service (exit 4) is told from a failed check (1).
+    run = run_pytest(["--pyargs", "opschecks", *args], env=env, capture=False,
+                     report_file=Path(opts["json_report_file"]) if opts["json_report_file"] else None)
+    unreachable = (run.report or {}).get("kfm", {}).get("unreachable")
     mapping = {0: ExitCode.OK, 1: ExitCode.CHECKS_FAILED, 2: ExitCode.INTERNAL, 3: ExitCode.INTERNAL,
                4: ExitCode.USAGE, 5: ExitCode.USAGE}
-    code = mapping.get(proc.returncode, ExitCode.INTERNAL)
-    if proc.returncode == 5:
+    code = mapping.get(run.returncode, ExitCode.INTERNAL)
+    if run.returncode == 5:
         print("kfm-maint: error: no checks were selected — check the -m / -k expression", file=sys.stderr)
     if code == ExitCode.CHECKS_FAILED and unreachable:
         code = ExitCode.UNREACHABLE
@@ -197,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("check", "smoke"):
             extra = ["-m", "smoke"] if args.command == "smoke" else []
             return run_checks(extra + getattr(args, "pytest_args", []), opts, run_id)
-        from maintenance.runner import RunContext, run
+        from maintenance.runner import Invocation, run
 
-        action = _build_action(args)
+        action = _command(args).build(args)
         intent = Intent(action=action.name, dry_run=opts["dry_run"], environment=opts["environment"],
                         confirm=opts["confirm"])
-        ctx = RunContext(settings=settings, intent=intent, out=out, run_id=run_id, verify=opts["verify"],
+        inv = Invocation(settings=settings, intent=intent, out=out, run_id=run_id, verify=opts["verify"],
                          report_file=Path(opts["json_report_file"]) if opts["json_report_file"] else None)
-        return run(action, ctx)
+        return run(action, inv)
     except KfmError as exc:
         out.error(exc)
         if out.json_mode:

@@ -30,7 +30,7 @@ class Output:
         if not self.json_mode:
             self.console.print(redact(text), markup=False)
 
-    def plan(self, action: str, plan: Any, environment: str, *, dry_run: bool) -> None:
+    def plan(self, action: str, plan: Any, environment: str, *, dry_run: bool, verify: str = "") -> None:
         self._document["plan"] = plan.as_dict()
         if self.json_mode:
             return
@@ -38,7 +38,8 @@ class Output:
         lines = [f"{head} — {action} on {environment}", f"  what:     {plan.what}",
                  f"  where:    {', '.join(plan.where)}",
                  "  how much: " + ", ".join(f"{k}={v}" for k, v in plan.how_much.items()),
-                 f"  rollback: {plan.rollback}"]
+                 f"  rollback: {plan.rollback}",
+                 f"  verify:   {verify}"]
         lines += [f"  {n}. {step}" for n, step in enumerate(plan.steps, 1)]
         self.say("\n".join(lines))
 

@@ -1,15 +1,18 @@
-"""Helpers for kfm-ops's own tests: run checks through pytest, run kfm-maint."""
+"""Helpers for kfm-ops's own tests: run checks through pytest, run kfm-maint, ports, stack binaries."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import socket
 import subprocess
 import sys
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kfm_ops.checkrun import run_pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,26 +25,18 @@ class CheckResult:
 
 def run_checks(*selectors: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, CheckResult]:
     """Run checks in a fresh pytest process; return {nodeid: CheckResult} from its JSON report."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pytest", *selectors, "-q", "-p", "no:cacheprovider",
-               "--json-report", f"--json-report-file={report}", "-o", "testpaths=opschecks"]
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout, check=False)
-        if not report.exists():
-            raise AssertionError(f"pytest wrote no report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        data = json.loads(report.read_text())
+    run = run_pytest([*selectors, "-q", "-p", "no:cacheprovider", "-o", "testpaths=opschecks"], env=env, cwd=ROOT,
+                     timeout=timeout)
+    if run.report is None:
+        raise AssertionError(f"pytest wrote no report (exit {run.returncode}):\n{run.stdout}\n{run.stderr}")
     results = {}
-    for test in data["tests"]:
+    for test in run.report["tests"]:
         message = ""
         for phase in ("setup", "call", "teardown"):
             part = test.get(phase) or {}
             if part.get("longrepr"):
                 message += str(part["longrepr"])
-            if part.get("outcome") == "skipped" and not message:
-                message = str(part.get("longrepr", ""))
-        outcome = test["outcome"]
-        results[test["nodeid"]] = CheckResult(outcome, message)
+        results[test["nodeid"]] = CheckResult(test["outcome"], message)
     return results
 
 
@@ -50,6 +45,14 @@ def run_check(nodeid: str, **kwargs: Any) -> CheckResult:
     results = run_checks(nodeid, **kwargs)
     assert nodeid in results, f"{nodeid} was not collected: {sorted(results)}"
     return results[nodeid]
+
+
+def kfm_maint(*args: str, env: dict[str, str] | None = None, input: str | None = None,  # noqa: A002
+              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the kfm-maint CLI in a subprocess, as an operator would."""
+    return subprocess.run([sys.executable, "-m", "maintenance.cli", *args], cwd=ROOT,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          input=input, timeout=timeout, check=False)
 
 
 def stack_binary(name: str) -> str:
@@ -62,9 +65,18 @@ def stack_binary(name: str) -> str:
         raise AssertionError(str(exc)) from None
 
 
-def kfm_maint(*args: str, env: dict[str, str] | None = None, input: str | None = None,  # noqa: A002
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the kfm-maint CLI in a subprocess, as an operator would."""
-    return subprocess.run([sys.executable, "-m", "maintenance.cli", *args], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          input=input, timeout=timeout, check=False)
+def free_port() -> int:
+    """A TCP port nothing listens on now (on 127.0.0.1)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    """Wait until something listens on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from kfm_ops.fixtures import SERVICE_FIXTURES
+from kfm_ops.settings import SERVICES
 
 
 def _describe(item: pytest.Item) -> dict[str, object]:
@@ -19,7 +19,7 @@ def _describe(item: pytest.Item) -> dict[str, object]:
         "doc": doc[0] if doc else "",
         "risk": risk.args[0] if risk and risk.args else "",
         "smoke": item.get_closest_marker("smoke") is not None,
-        "services": [s for s in SERVICE_FIXTURES if item.get_closest_marker(s)],
+        "services": [s for s in SERVICES if item.get_closest_marker(s)],
         "name": getattr(item, "originalname", item.name),
     }
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.checks.conftest import pg_connect
 from tests.helpers import ROOT, kfm_maint
+from tests.plugins.faults import pg_connect
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
 

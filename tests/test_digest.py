@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from kfm_ops import contracts
-from kfm_ops.consistency import canonical_pairs
-from kfm_ops.digest import Digest, read_back_digest, search_digest, search_matches
-from maintenance.actions.derive import stream_documents
+from kfm_ops.consistency import search_matches
+from kfm_ops.derive import search_documents
+from kfm_ops.digest import Digest
+from kfm_ops.hub import ServiceHub
+from kfm_ops.stores.search.reading import read_back_digest, search_digest
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
 SCRATCH = "kfm-digest-scratch"
@@ -28,18 +30,18 @@ def scratch(search_writer: Any, owner_pg: Any) -> Iterator[str]:
     search_writer.indices.delete(index=SCRATCH, ignore_unavailable=True)
     search_writer.indices.create(index=SCRATCH, body={"settings": contract["settings"],
                                                       "mappings": contract["mappings"]})
-    body = "".join(f'{{"index":{{"_id":"{item_id}"}}}}\n{doc}\n' for item_id, doc in stream_documents(owner_pg, 0.1))
+    body = "".join(f'{{"index":{{"_id":"{item_id}"}}}}\n{doc}\n' for item_id, doc in search_documents(owner_pg, 0.1))
     assert not search_writer.bulk(index=SCRATCH, body=body, refresh=True)["errors"]
     yield SCRATCH
     search_writer.indices.delete(index=SCRATCH, ignore_unavailable=True)
 
 
 def _first_ids(owner_pg: Any, n: int) -> list[str]:
-    return [pair[0] for pair, _ in zip(canonical_pairs(owner_pg), range(n), strict=False)]
+    return [pair[0] for pair, _ in zip(owner_pg.published_pairs(), range(n), strict=False)]
 
 
 def test_python_aggregation_and_read_back_agree(owner_pg: Any, search_writer: Any) -> None:
-    canonical = Digest.of(canonical_pairs(owner_pg))
+    canonical = Digest.of(owner_pg.published_pairs())
     assert canonical.count > 0
     assert search_digest(search_writer, "kfm-items") == canonical
     assert read_back_digest(search_writer, "kfm-items") == canonical
@@ -54,8 +56,8 @@ def test_multi_shard_index_is_read_in_id_order(owner_pg: Any, search_writer: Any
                                                   "mappings": contract["mappings"]})
     try:
         search_writer.reindex(body={"source": {"index": scratch}, "dest": {"index": two}}, refresh=True)
-        assert read_back_digest(search_writer, two) == Digest.of(canonical_pairs(owner_pg))
-        assert search_digest(search_writer, two) == Digest.of(canonical_pairs(owner_pg))
+        assert read_back_digest(search_writer, two) == Digest.of(owner_pg.published_pairs())
+        assert search_digest(search_writer, two) == Digest.of(owner_pg.published_pairs())
     finally:
         search_writer.indices.delete(index=two, ignore_unavailable=True)
 
@@ -69,9 +71,9 @@ def _swap_hashes(client: Any, index: str, a: str, b: str) -> None:
 
 @pytest.mark.parametrize("damage", ["missing", "orphaned", "stale", "swapped"])
 def test_every_kind_of_damage_changes_the_digest_and_is_named(damage: str, owner_pg: Any, search_writer: Any,
-                                                              scratch: str) -> None:
+                                                              stack: ServiceHub, scratch: str) -> None:
     a, b = _first_ids(owner_pg, 2)
-    clean = search_matches(owner_pg, search_writer, scratch, store="scratch")
+    clean = search_matches(owner_pg, stack.search(write=True), scratch, store="scratch")
     assert clean.clean and clean.compared > 0
     if damage == "missing":
         search_writer.delete(index=scratch, id=a)
@@ -84,10 +86,10 @@ def test_every_kind_of_damage_changes_the_digest_and_is_named(damage: str, owner
         _swap_hashes(search_writer, scratch, a, b)
     search_writer.indices.refresh(index=scratch)
 
-    canonical = Digest.of(canonical_pairs(owner_pg))
+    canonical = Digest.of(owner_pg.published_pairs())
     assert search_digest(search_writer, scratch) != canonical
     assert read_back_digest(search_writer, scratch) != canonical
-    diff = search_matches(owner_pg, search_writer, scratch, store="scratch")
+    diff = search_matches(owner_pg, stack.search(write=True), scratch, store="scratch")
     kind = "stale" if damage == "swapped" else damage
     named = {"missing": diff.missing_ids, "orphaned": diff.orphaned_ids, "stale": diff.stale_ids}[kind]
     assert not diff.clean

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kfm_ops.checkrun import run_pytest
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.devstack
@@ -24,33 +25,32 @@ STACK_ENV = ROOT / ".env.example"
 
 WRITES = '''
 import pytest
-from kfm_ops.errors import ActionRefused
+from kfm_ops.errors import ActionRefused, ServiceError
 
 
 def test_postgis_session_is_read_only(postgis):
-    import psycopg
-    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+    with pytest.raises(ServiceError) as caught:
         postgis.execute("CREATE TABLE kfm_ops.kfm_proof_write (x int)")
+    assert caught.value.fault == "permission denied" and "read-only transaction" in caught.value.message
 
 
 def test_graph_session_is_read_only(graph):
-    import neo4j
-    with pytest.raises(neo4j.exceptions.Neo4jError) as caught:
+    with pytest.raises(ServiceError) as caught:
         graph.run("CREATE (:KfmProofWrite {x: 1})")
-    assert "read" in str(caught.value).lower()
+    assert caught.value.fault == "permission denied" and "read" in caught.value.message.lower()
 
 
 def test_search_session_is_read_only(search):
     with pytest.raises(ActionRefused):
-        search.index(index="kfm-proof-write", body={"x": 1})
+        search.client.index(index="kfm-proof-write", body={"x": 1})
     with pytest.raises(ActionRefused):
-        search.indices.delete(index="kfm-items")
+        search.client.indices.delete(index="kfm-items")
 
 
 def test_cache_session_is_read_only(cache):
-    import redis
-    with pytest.raises(redis.exceptions.NoPermissionError):
-        cache.set("kfm-proof-write", "1")
+    with pytest.raises(ServiceError) as caught:
+        cache.client.set("kfm-proof-write", "1")
+    assert caught.value.fault == "permission denied"
 
 
 def test_writer_is_blocked_without_marker(kfm_writer):
@@ -59,7 +59,15 @@ def test_writer_is_blocked_without_marker(kfm_writer):
 
 @pytest.mark.kfm_writable
 def test_writer_is_available_with_marker(kfm_writer):
-    assert kfm_writer.writer("cache").ping()
+    assert kfm_writer.cache(write=True).client.ping()
+
+
+@pytest.mark.kfm_writable("cache")
+def test_writer_opens_only_the_stores_named(kfm_writer):
+    assert kfm_writer.cache(write=True).client.ping()
+    with pytest.raises(ActionRefused) as refused:
+        kfm_writer.postgis(write=True)
+    assert "writable: cache" in refused.value.message
 '''
 
 SERVICES = '''
@@ -68,7 +76,7 @@ def test_uses_postgis(postgis):
 
 
 def test_uses_cache(cache):
-    assert cache.ping()
+    assert cache.client.ping()
 
 
 def test_uses_graph(graph):
@@ -78,22 +86,19 @@ def test_uses_graph(graph):
 
 def _run(folder: Path, source: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
     (folder / "test_external.py").write_text(source)
-    report = folder / "report.json"
     base = {k: v for k, v in os.environ.items() if not k.startswith("KFM_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(folder), "-p", "no:cacheprovider", "--json-report",
-         f"--json-report-file={report}", "-rA", *args],
-        cwd=folder, env={**base, "KFM_ENV_FILE": str(STACK_ENV), **(env or {})},
-        capture_output=True, text=True, timeout=300, check=False)
-    outcomes = {t["nodeid"].split("::")[-1]: t for t in json.loads(report.read_text())["tests"]}
-    return proc.returncode, outcomes, proc.stdout + proc.stderr
+    run = run_pytest([str(folder), "-p", "no:cacheprovider", "-rA", *args], cwd=folder, inherit_env=False,
+                     env={**base, "KFM_ENV_FILE": str(STACK_ENV), **(env or {})}, timeout=300)
+    assert run.report is not None, run.stdout + run.stderr
+    outcomes = {t["nodeid"].split("::")[-1]: t for t in run.report["tests"]}
+    return run.returncode, outcomes, run.stdout + run.stderr
 
 
 def test_fixtures_work_outside_the_repo_and_check_sessions_cannot_write(tmp_path: Path) -> None:
     code, tests, output = _run(tmp_path, WRITES)
     for name in ("test_postgis_session_is_read_only", "test_graph_session_is_read_only",
                  "test_search_session_is_read_only", "test_cache_session_is_read_only",
-                 "test_writer_is_available_with_marker"):
+                 "test_writer_is_available_with_marker", "test_writer_opens_only_the_stores_named"):
         assert tests[name]["outcome"] == "passed", output
     blocked = tests["test_writer_is_blocked_without_marker"]
     assert blocked["outcome"] == "error"

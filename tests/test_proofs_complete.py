@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kfm_ops.fixtures import SERVICE_FIXTURES
+from kfm_ops.settings import SERVICES
 from tests.helpers import ROOT
 
 
@@ -33,7 +33,7 @@ def _checks_and_proofs(tmp: Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
     checks: dict[str, dict[str, Any]] = {}
     for nodeid, info in _collect("opschecks", tmp).items():
         known = checks.setdefault(re.sub(r"\[.*\]$", "", nodeid), info)
-        known["services"] = [s for s in SERVICE_FIXTURES if s in known["services"] or s in info["services"]]
+        known["services"] = [s for s in SERVICES if s in known["services"] or s in info["services"]]
     proofs: dict[str, list[str]] = {}
     for nodeid, info in _collect("tests", tmp).items():
         for target in info["proves"]:

@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import pytest
 
-from maintenance.actions.derive import published_count
 from tests.helpers import ROOT, kfm_maint
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
@@ -114,7 +113,7 @@ def test_reindex_rides_out_bulk_rejections_and_verifies_without_scripts(strict_s
     assert pushed_back and {e.get("run_id") for e in pushed_back} == {summary["run_id"]}
     # the painless digest was refused, and the read-back digest verified instead
     assert any(e["event"] == "digest.read_back" and "inline" in e["reason"] for e in events)
-    published, _ = published_count(owner_pg)
+    published, _ = owner_pg.published_count()
     assert counts["verified"] == published
     alias_docs = httpx.get(f"{strict_search}/kfm-items/_count", timeout=10).json()["count"]
     assert alias_docs == published

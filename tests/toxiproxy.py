@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from tests.helpers import free_port
+
 API = f"http://127.0.0.1:{os.environ.get('DEVSTACK_TOXIPROXY_PORT', '8474')}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proxy:

@@ -44,6 +44,3 @@ def migrations(override: Path | None = None) -> list[Path]:
     """The canonical-schema migrations, in the order they apply."""
     return sorted((directory(override) / "postgis").glob("*.sql"))
 
-
-def policy_bundle(override: Path | None = None) -> Path:
-    return directory(override) / "policy"

@@ -1,10 +1,20 @@
-"""kfm-maint actions: a registry of name → class, imported lazily."""
+"""kfm-maint's actions: one table of commands, each naming the actions it runs.
+
+An action has one name (the registry key below, the ledger's ``action``, the report's
+node ids); a command is the words an operator types and the arguments they take. The
+CLI (:mod:`maintenance.cli`) builds its subcommands from :data:`COMMANDS`.
+"""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from kfm_ops.errors import UsageError
 from kfm_ops.registry import resolve
+from maintenance.action import Action
 
 REGISTRY: dict[str, str] = {
     "migrate": "maintenance.actions.schema:Migrate",
@@ -20,3 +30,112 @@ REGISTRY: dict[str, str] = {
 def action_class(name: str) -> Any:
     """The action class registered as ``name``."""
     return resolve(REGISTRY, name, "action")
+
+
+def targets(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated subset of ``allowed``, in ``allowed``'s order."""
+    def parse(value: str) -> list[str]:
+        chosen = [t.strip() for t in value.split(",") if t.strip()]
+        unknown = [t for t in chosen if t not in allowed]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"unknown target {', '.join(map(repr, unknown)) or repr(value)}; choose from {','.join(allowed)}")
+        return sorted(set(chosen), key=allowed.index)
+    return parse
+
+
+def count(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``lo..hi``."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if not lo <= number <= hi:
+            raise argparse.ArgumentTypeError(f"{number} is out of range {lo}..{hi}")
+        return number
+    return parse
+
+
+@dataclass(frozen=True)
+class Command:
+    """A kfm-maint subcommand: its words, help, risk tier, arguments, and the action it builds."""
+
+    words: tuple[str, ...]
+    help: str
+    risk: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    build: Callable[[argparse.Namespace], Action[Any]]
+
+
+def _no_arguments(_parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--items", type=count(1, 5_000_000), default=2000, help="number of items (default 2000)")
+    p.add_argument("--seed", type=count(0, 2**31 - 1), default=42, help="random seed (default 42)")
+
+
+def _reindex_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "Blue/green search reindex and graph sync, or `reindex rollback`."
+    p.add_argument("mode", nargs="?", choices=("run", "rollback"), default="run",
+                   help="`rollback` points the search alias back at the previous verified index")
+    p.add_argument("--targets", type=targets(("search", "graph")), default=None,
+                   help="comma-separated: search,graph (required for run)")
+    p.add_argument("--keep", type=count(1, 50), default=2, help="search indices to keep, live one included")
+    p.add_argument("--prune", action="store_true", help="graph: delete nodes that are not in the canonical store")
+    p.add_argument("--force", action="store_true", help="search: rebuild even when the live index is current")
+    p.add_argument("--batch-size", type=count(10, 50_000), default=None,
+                   help="documents per bulk request (default 5000, at most 10 MiB) / "
+                        "items per graph transaction (default 2000)")
+
+
+def _reindex(args: argparse.Namespace) -> Action[Any]:
+    if args.mode == "rollback":
+        return action_class("reindex-rollback")()  # type: ignore[no-any-return]
+    if not args.targets:
+        raise UsageError("reindex needs --targets", hint="e.g. --targets search,graph")
+    from maintenance.actions.composite import Composite
+
+    sized = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else each action's default
+    parts = {"search": lambda: action_class("reindex-search")(keep=args.keep, force=args.force, **sized),
+             "graph": lambda: action_class("sync-graph")(prune=args.prune, **sized)}
+    chosen = [parts[t]() for t in args.targets]
+    return chosen[0] if len(chosen) == 1 else Composite("reindex", chosen)  # type: ignore[no-any-return]
+
+
+def _cache_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--targets", type=targets(("stats", "summaries")), default=["stats", "summaries"],
+                   help="comma-separated: stats,summaries (default both)")
+
+
+def _user_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--username", required=True)
+    p.add_argument("--role", required=True, choices=("viewer", "operator", "maintainer", "admin"))
+    p.add_argument("--rotate-password", action="store_true", help="replace the password of an existing account")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    src.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    src.add_argument("--password-file", metavar="PATH", help="read the password from this file")
+    p.add_argument("--password-out", metavar="PATH",
+                   help="where a generated password is written (new 0600 file; default in the current folder)")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(("migrate",), "apply the kfm-ops schema migrations", "medium", _no_arguments,
+            lambda _args: action_class("migrate")()),
+    Command(("sample-data", "init"), "load the deterministic Kansas sample catalog (dev/staging)", "medium",
+            _sample_arguments, lambda a: action_class("sample-data-init")(items=a.items, seed=a.seed)),
+    Command(("reindex",), "rebuild derived stores from the canonical store", "high", _reindex_arguments, _reindex),
+    Command(("cache", "rebuild"), "rebuild stats views and Redis summaries", "medium", _cache_arguments,
+            lambda a: action_class("cache-rebuild")(targets=a.targets)),
+    Command(("user", "create"), "create or update an operator account", "medium", _user_arguments,
+            lambda a: action_class("user-create")(
+                username=a.username, role=a.role, rotate=a.rotate_password, password_env=a.password_env,
+                password_stdin=a.password_stdin, password_file=a.password_file, password_out=a.password_out)),
+)
+"""Every mutating command, in the order ``kfm-maint --help`` lists them."""
+
+GROUPS = {"sample-data": "the dev/staging sample catalog", "cache": "the derived cache", "user": "operator accounts"}
+"""Help of the first word of two-word commands."""

@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kfm_ops.errors import ActionRefused, UsageError
-from kfm_ops.gates import database_environment
 from kfm_ops.hub import ServiceHub
-from maintenance.runner import Plan
+from maintenance.action import Plan, Progress, RunContext
 
 MAX_ITEMS = 5_000_000
 BASE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
@@ -159,10 +158,16 @@ def items(n: int, seed: int) -> Iterator[tuple[Any, ...]]:
         yield (item_id, ds.id, title, body, f"SRID=4326;{wkt}", start, end, stac_json, sensitivity, digest, updated)
 
 
+@dataclass
+class SamplePlan:
+    loaded: tuple[int, int, int] | None  # (seed, items, rows in kfm.items) of the catalog there now
+
+
 class SampleDataInit:
     name = "sample-data-init"
     stores = ("canonical",)
-    verify_markers = "postgis and not slow"
+    # what it changes: the canonical catalog — its schema, health and governance, not the derived stores
+    verify_markers = "postgis and not (search or graph or cache or policy or llm)"
     bootstraps_schema = True
 
     def __init__(self, *, items: int = 2000, seed: int = 42) -> None:
@@ -173,73 +178,75 @@ class SampleDataInit:
         self.items = items
         self.seed = seed
 
-    def plan(self, hub: ServiceHub) -> Plan:
-        conn = hub.client("postgis")
-        marker = database_environment(conn)
+    def plan(self, hub: ServiceHub) -> Plan[SamplePlan]:
+        conn = hub.postgis()
+        marker = conn.environment_marker()
         if "production" in (hub.settings.environment, marker):
             raise ActionRefused("sample-data init never runs against production",
                                 hint="the sample catalog is for dev and staging stores only")
         loaded = None
-        if conn.execute("SELECT to_regclass('kfm_ops.sample_catalog') IS NOT NULL").fetchone()[0]:
+        if conn.exists("kfm_ops.sample_catalog"):
             row = conn.execute("SELECT seed, items FROM kfm_ops.sample_catalog").fetchone()
-            count = conn.execute("SELECT count(*) FROM kfm.items").fetchone()[0]
+            count = conn.scalar("SELECT count(*) FROM kfm.items")
             loaded = (row[0], row[1], count) if row else None
         same = loaded is not None and loaded == (self.seed, self.items, self.items)
-        where = hub.settings.postgis.where if hub.settings.postgis else "?"
         return Plan(
             what=f"replace the canonical catalog with the sample catalog (seed {self.seed})",
-            where=[f"postgis {where}: kfm.datasets, kfm.items, kfm.places, kfm.item_places, kfm.prov_*"],
+            where=[f"{conn.where()}: kfm.datasets, kfm.items, kfm.places, kfm.item_places, kfm.prov_*"],
             how_much={"items": self.items, "datasets": len(datasets()), "places": len(PLACES),
                       "currently_loaded": loaded[2] if loaded else 0},
             rollback="dev/staging data only: re-run with the previous --items/--seed (deterministic)",
             steps=[] if same else ["apply pending migrations", "TRUNCATE + COPY in one transaction"],
-            details={"nothing_to_do": same},
+            details=SamplePlan(loaded),
+            nothing_to_do=same,
         )
 
-    def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
+    def apply(self, hub: ServiceHub, plan: Plan[SamplePlan], run: RunContext) -> dict[str, Any]:
         if plan.nothing_to_do:
             return {"items_written": 0, "unchanged": self.items}
-        conn = hub.writer("postgis")
-        written = 0
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("TRUNCATE kfm.item_places, kfm.prov_links, kfm.prov_activities, kfm.items, "
-                        "kfm.places, kfm.datasets")
-            with cur.copy("COPY kfm.datasets (id, title, license, publisher, status, sensitivity, dcat, "
-                          "created_at, updated_at) FROM STDIN") as copy:
-                for ds in datasets():
-                    dcat = {"@type": "dcat:Dataset", "dct:title": ds.title, "dct:publisher": ds.publisher,
-                            "dct:license": ds.license, "dcat:keyword": ["Kansas"]}
-                    copy.write_row((ds.id, ds.title, ds.license, ds.publisher, ds.status, ds.sensitivity,
-                                    json.dumps(dcat), BASE_TIME, BASE_TIME))
-            with cur.copy("COPY kfm.places (id, name, kind, geom) FROM STDIN") as copy:
-                for pid, name, x, y in PLACES:
-                    copy.write_row((pid, name, "city", f"SRID=4326;POINT({x} {y})"))
-            with cur.copy("COPY kfm.prov_activities (id, label, software, version, started_at, ended_at) "
-                          "FROM STDIN") as copy:
-                for ds in datasets():
-                    copy.write_row((_activity_id(ds), f"pipeline run for {ds.id}", "kfm-pipelines", "3.2.1",
-                                    BASE_TIME - timedelta(hours=2), BASE_TIME - timedelta(hours=1)))
-            with cur.copy("COPY kfm.items (id, dataset_id, title, body, geom, start_datetime, end_datetime, "
-                          "stac, sensitivity, content_hash, updated_at) FROM STDIN") as copy:
-                for row in items(self.items, self.seed):
-                    copy.write_row(row)
-                    written += 1
-                    if written % 10_000 == 0:
-                        progress("items", written, self.items)
+        conn = hub.postgis(write=True)
+        with conn.transaction():
+            conn.execute("TRUNCATE kfm.item_places, kfm.prov_links, kfm.prov_activities, kfm.items, "
+                         "kfm.places, kfm.datasets")
+            conn.copy("COPY kfm.datasets (id, title, license, publisher, status, sensitivity, dcat, "
+                      "created_at, updated_at) FROM STDIN", _dataset_rows())
+            conn.copy("COPY kfm.places (id, name, kind, geom) FROM STDIN",
+                      ((pid, name, "city", f"SRID=4326;POINT({x} {y})") for pid, name, x, y in PLACES))
+            conn.copy("COPY kfm.prov_activities (id, label, software, version, started_at, ended_at) FROM STDIN",
+                      ((_activity_id(ds), f"pipeline run for {ds.id}", "kfm-pipelines", "3.2.1",
+                        BASE_TIME - timedelta(hours=2), BASE_TIME - timedelta(hours=1)) for ds in datasets()))
+            written = conn.copy("COPY kfm.items (id, dataset_id, title, body, geom, start_datetime, end_datetime, "
+                                "stac, sensitivity, content_hash, updated_at) FROM STDIN",
+                                _counted(items(self.items, self.seed), run.progress, self.items))
             # Links are derived in SQL from the rows just loaded: no second pass in Python, memory flat.
-            cur.execute("INSERT INTO kfm.prov_links SELECT 'kfm-act-' || id, 'used', id FROM kfm.datasets")
-            cur.execute("INSERT INTO kfm.prov_links SELECT id, 'wasGeneratedBy', 'kfm-act-' || dataset_id "
-                        "FROM kfm.items")
-            cur.execute("INSERT INTO kfm.prov_links SELECT id, 'wasDerivedFrom', "
-                        "'kfm-item-' || lpad((substr(id, 10)::int - 1)::text, 7, '0') FROM kfm.items "
-                        "WHERE substr(id, 10)::int % 20 = 5")
-            cur.execute("INSERT INTO kfm.item_places SELECT i.id, (SELECT p.id FROM kfm.places p "
-                        "ORDER BY p.geom <-> i.geom LIMIT 1) FROM kfm.items i")
-            cur.execute("INSERT INTO kfm_ops.sample_catalog (seed, items) VALUES (%s, %s) ON CONFLICT (singleton) "
-                        "DO UPDATE SET seed = excluded.seed, items = excluded.items, loaded_at = now()",
-                        (self.seed, self.items))
-            cur.execute("INSERT INTO kfm_ops.environment (name) VALUES (%s) ON CONFLICT (singleton) DO NOTHING",
-                        (hub.settings.environment,))
+            conn.execute("INSERT INTO kfm.prov_links SELECT 'kfm-act-' || id, 'used', id FROM kfm.datasets")
+            conn.execute("INSERT INTO kfm.prov_links SELECT id, 'wasGeneratedBy', 'kfm-act-' || dataset_id "
+                         "FROM kfm.items")
+            conn.execute("INSERT INTO kfm.prov_links SELECT id, 'wasDerivedFrom', "
+                         "'kfm-item-' || lpad((substr(id, 10)::int - 1)::text, 7, '0') FROM kfm.items "
+                         "WHERE substr(id, 10)::int % 20 = 5")
+            conn.execute("INSERT INTO kfm.item_places SELECT i.id, (SELECT p.id FROM kfm.places p "
+                         "ORDER BY p.geom <-> i.geom LIMIT 1) FROM kfm.items i")
+            conn.execute("INSERT INTO kfm_ops.sample_catalog (seed, items) VALUES (%s, %s) ON CONFLICT (singleton) "
+                         "DO UPDATE SET seed = excluded.seed, items = excluded.items, loaded_at = now()",
+                         (self.seed, self.items))
+            conn.execute("INSERT INTO kfm_ops.environment (name) VALUES (%s) ON CONFLICT (singleton) DO NOTHING",
+                         (hub.settings.environment,))
         conn.execute("ANALYZE kfm.items")
-        progress("items", written, self.items)
+        run.progress("items", written, self.items)
         return {"items_written": written, "datasets_written": len(datasets()), "places_written": len(PLACES)}
+
+
+def _dataset_rows() -> Iterator[tuple[Any, ...]]:
+    for ds in datasets():
+        dcat = {"@type": "dcat:Dataset", "dct:title": ds.title, "dct:publisher": ds.publisher,
+                "dct:license": ds.license, "dcat:keyword": ["Kansas"]}
+        yield (ds.id, ds.title, ds.license, ds.publisher, ds.status, ds.sensitivity, json.dumps(dcat),
+               BASE_TIME, BASE_TIME)
+
+
+def _counted(rows: Iterator[tuple[Any, ...]], progress: Progress, total: int) -> Iterator[tuple[Any, ...]]:
+    for n, row in enumerate(rows, 1):
+        if n % 10_000 == 0:
+            progress("items", n, total)
+        yield row

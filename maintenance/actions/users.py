@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,24 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from kfm_ops.errors import ActionRefused, UsageError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.redact import register_secret
-from maintenance.runner import Plan
+from kfm_ops.stores.postgis import PostgisStore
+from maintenance.action import Plan, RunContext
 
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 MIN_PASSWORD = 12
+
+
+@dataclass
+class UserPlan:
+    exists: bool
+    password_change: bool
 
 
 class UserCreate:
     name = "user-create"
     stores = ("auth",)
     verify_markers = ""
+    bootstraps_schema = False
 
     def __init__(self, *, username: str, role: str, rotate: bool = False, password_env: str | None = None,
                  password_stdin: bool = False, password_file: str | None = None,
@@ -66,8 +74,8 @@ class UserCreate:
         register_secret(value)
         return value
 
-    def plan(self, hub: ServiceHub) -> Plan:
-        row = hub.client("postgis").execute(
+    def plan(self, hub: ServiceHub) -> Plan[UserPlan]:
+        row = hub.postgis().execute(
             "SELECT role, password_hash FROM kfm_auth.operators WHERE username = %s", (self.username,)
         ).fetchone()
         exists = row is not None
@@ -91,7 +99,7 @@ class UserCreate:
         return Plan(what=f"upsert operator {self.username}", where=["postgis: kfm_auth.operators"],
                     how_much={"accounts": 1, "exists": exists}, steps=steps,
                     rollback="delete or re-rotate the account with kfm-maint user create --rotate-password",
-                    details={"nothing_to_do": not steps, "exists": exists, "password_change": password_change})
+                    details=UserPlan(exists, password_change), nothing_to_do=not steps)
 
     def _matches(self, stored: str) -> bool:
         try:
@@ -99,12 +107,12 @@ class UserCreate:
         except (VerifyMismatchError, InvalidHashError):
             return False
 
-    def apply(self, hub: ServiceHub, plan: Plan, progress: Callable[[str, int, int | None], None]) -> dict[str, Any]:
+    def apply(self, hub: ServiceHub, plan: Plan[UserPlan], run: RunContext) -> dict[str, Any]:
         if plan.nothing_to_do:
             return {"accounts_changed": 0}
-        conn = hub.writer("postgis")
+        conn = hub.postgis(write=True)
         password_file = None
-        if plan.details["password_change"] and self.generated:
+        if plan.details.password_change and self.generated:
             self.password = secrets.token_urlsafe(24)
             register_secret(self.password)
             password_file = self._write_secret_file(self.password)
@@ -114,13 +122,13 @@ class UserCreate:
             if password_file:  # no password file for an account that was not written
                 password_file.unlink(missing_ok=True)
             raise
-        counts: dict[str, Any] = {"accounts_changed": 1, "password_changed": plan.details["password_change"]}
+        counts: dict[str, Any] = {"accounts_changed": 1, "password_changed": plan.details.password_change}
         if password_file:
             counts["password_file"] = str(password_file)
         return counts
 
-    def _upsert(self, conn: Any, plan: Plan) -> None:
-        if plan.details["password_change"]:
+    def _upsert(self, conn: PostgisStore, plan: Plan[UserPlan]) -> None:
+        if plan.details.password_change:
             conn.execute(
                 "INSERT INTO kfm_auth.operators (username, role, password_hash) VALUES (%s, %s, %s) "
                 "ON CONFLICT (username) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash, "

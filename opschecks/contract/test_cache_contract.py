@@ -2,45 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from kfm_ops.checks_support import (
-    REDIS_SCAN_COUNT,
-    REDIS_SCAN_MAX_KEYS,
-    call,
-    decode_summary,
-    expect,
-    key_pattern,
-)
+from kfm_ops.pytest_plugin.assertions import expect
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.stores.cache import SCAN_COUNT, CacheStore, decode_summary, key_pattern
+from kfm_ops.stores.postgis import PostgisStore
 
 REBUILD_HINT = "run `kfm-maint cache rebuild`"
+SCAN_MAX_KEYS = 100_000
+"""Upper bound of summary keys one check run examines (the scan stays bounded)."""
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_cache_matview_populated(postgis: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_cache_matview_populated(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Each contract materialized view exists, is populated, and has its unique index on the contract columns."""
-    first_n = kfm_settings.checks.first_n
     for view, spec in kfm_contract("cache")["materialized_views"].items():
         schema, name = view.split(".")
-        where = f"postgis {kfm_settings.postgis.where} materialized view {view}"
-        rows = call("catalog query failed", where, lambda s=schema, n=name: postgis.execute(
-            "SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s", (s, n)).fetchall())
+        where = postgis.where(f"materialized view {view}")
+        rows = postgis.rows("SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s",
+                            (schema, name))
         expect(rows, f"materialized view {view} does not exist", where, hint="run `kfm-maint migrate`")
         expect(rows[0][0], f"materialized view {view} is not populated (created WITH NO DATA, never refreshed)",
                where, hint=REBUILD_HINT)
-        columns = [r[0] for r in call("catalog query failed", where, lambda v=view: postgis.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum", (v,)).fetchall())]
+        columns = [r[0] for r in postgis.rows("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                                              "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (view,))]
         expect(columns == spec["columns"], f"columns {columns} differ from the contract {spec['columns']}", where,
-               sorted(set(columns) ^ set(spec["columns"])), first_n=first_n, hint="run `kfm-maint migrate`")
-        unique = call("catalog query failed", where, lambda s=schema, v=view, ix=spec["unique_index"]: postgis.execute(
-            "SELECT i.indisunique AND i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE i.indrelid = to_regclass(%s) AND n.nspname = %s AND c.relname = %s",
-            (v, s, ix)).fetchall())
+               sorted(set(columns) ^ set(spec["columns"])), hint="run `kfm-maint migrate`")
+        unique = postgis.rows("SELECT i.indisunique AND i.indisvalid FROM pg_index i "
+                              "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE i.indrelid = to_regclass(%s) AND n.nspname = %s AND c.relname = %s",
+                              (view, schema, spec["unique_index"]))
         expect(unique and unique[0][0], f"unique index {schema}.{spec['unique_index']} is missing or not unique: "
                "REFRESH MATERIALIZED VIEW CONCURRENTLY needs it", where, [spec["unique_index"]],
                hint="run `kfm-maint migrate`, then `kfm-maint cache rebuild`")
@@ -48,28 +41,29 @@ def test_cache_matview_populated(postgis: Any, kfm_settings: Any, kfm_contract: 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_cache_summary_keys(cache: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_cache_summary_keys(cache: CacheStore, kfm_contract: ContractLoader) -> None:
     """Every dataset summary key has a TTL within the contract bounds and all the contract fields (bounded SCAN)."""
     redis_contract = kfm_contract("cache")["redis"]
     pattern = key_pattern(redis_contract["summary_key"])
     ttl_min, ttl_max = redis_contract["summary_ttl_min_seconds"], redis_contract["summary_ttl_seconds"]
     fields = redis_contract["summary_fields"]
-    where = f"redis {kfm_settings.cache.where} keys {pattern}"
+    where = cache.where(f"keys {pattern}")
+    client = cache.client
     bad_ttl: list[str] = []
     bad_fields: list[str] = []
     seen = 0
     cursor = 0
     while True:
-        cursor, keys = call("SCAN failed", where, cache.scan, cursor=cursor, match=pattern, count=REDIS_SCAN_COUNT)
-        keys = sorted(keys)[: max(0, REDIS_SCAN_MAX_KEYS - seen)]
+        cursor, keys = client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
+        keys = sorted(keys)[: max(0, SCAN_MAX_KEYS - seen)]
         seen += len(keys)
         if keys:
-            pipe = cache.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.ttl(key)
                 pipe.type(key)
-            meta = call("TTL/TYPE failed", where, pipe.execute)
-            pipe = cache.pipeline(transaction=False)
+            meta = pipe.execute()
+            pipe = client.pipeline(transaction=False)
             kinds = meta[1::2]
             for key, kind in zip(keys, kinds, strict=True):
                 if kind == "hash":
@@ -78,7 +72,7 @@ def test_cache_summary_keys(cache: Any, kfm_settings: Any, kfm_contract: Any) ->
                     pipe.get(key)
                 else:
                     pipe.type(key)  # neither hash nor JSON string: reported as lacking every field
-            values = call("reading summaries failed", where, pipe.execute)
+            values = pipe.execute()
             for key, ttl, kind, value in zip(keys, meta[0::2], kinds, values, strict=True):
                 if ttl == -2:
                     continue  # expired between SCAN and TTL
@@ -88,26 +82,24 @@ def test_cache_summary_keys(cache: Any, kfm_settings: Any, kfm_contract: Any) ->
                 absent = fields if summary is None else [f for f in fields if f not in summary]
                 if absent:
                     bad_fields.append(f"{key} ({kind}; missing {', '.join(absent)})")
-        if cursor == 0 or seen >= REDIS_SCAN_MAX_KEYS:
+        if cursor == 0 or seen >= SCAN_MAX_KEYS:
             break
-    first_n = kfm_settings.checks.first_n
     expect(not bad_ttl, f"{len(bad_ttl)} of {seen} summary keys have a TTL outside [{ttl_min}, {ttl_max}]s "
-           "(stale summaries never expire)", where, bad_ttl, first_n=first_n, hint=REBUILD_HINT)
+           "(stale summaries never expire)", where, bad_ttl, hint=REBUILD_HINT)
     expect(not bad_fields, f"{len(bad_fields)} of {seen} summary keys lack contract fields", where, bad_fields,
-           first_n=first_n, hint=REBUILD_HINT)
+           hint=REBUILD_HINT)
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_cache_meta_hash(cache: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_cache_meta_hash(cache: CacheStore, kfm_contract: ContractLoader) -> None:
     """The cache meta hash (cache.json meta_key) exists with all its contract fields non-empty."""
     redis_contract = kfm_contract("cache")["redis"]
     key = redis_contract["meta_key"]
-    where = f"redis {kfm_settings.cache.where} key {key}"
-    kind = call("TYPE failed", where, cache.type, key)
+    where = cache.where(f"key {key}")
+    kind = cache.client.type(key)
     expect(kind == "hash", f"{key} is {'missing' if kind == 'none' else 'a ' + kind + ', not a hash'}", where,
            hint=REBUILD_HINT)
-    meta = call("HGETALL failed", where, cache.hgetall, key)
+    meta = cache.client.hgetall(key)
     absent = [f for f in redis_contract["meta_fields"] if not meta.get(f)]
-    expect(not absent, f"{key} lacks {len(absent)} contract fields", where, absent,
-           first_n=kfm_settings.checks.first_n, hint=REBUILD_HINT)
+    expect(not absent, f"{key} lacks {len(absent)} contract fields", where, absent, hint=REBUILD_HINT)

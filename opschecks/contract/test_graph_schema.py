@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from kfm_ops.checks_support import call, expect
+from kfm_ops.pytest_plugin.assertions import expect
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.stores.graph import GraphStore
 
 REINDEX_HINT = "run `kfm-maint reindex --targets graph` (creates the graph.json constraints)"
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_graph_constraints_match_contract(graph: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_graph_constraints_match_contract(graph: GraphStore, kfm_contract: ContractLoader) -> None:
     """Each graph.json constraint exists with its label, property and type; contract labels have no others."""
-    where = f"neo4j {kfm_settings.graph.where} database {kfm_settings.graph.database}"
     contract = kfm_contract("graph")
-    rows = call("SHOW CONSTRAINTS failed", where, graph.run,
-                "SHOW CONSTRAINTS YIELD name, type, entityType, labelsOrTypes, properties "
-                "RETURN name, type, entityType, labelsOrTypes, properties")
+    rows = graph.run("SHOW CONSTRAINTS YIELD name, type, entityType, labelsOrTypes, properties "
+                     "RETURN name, type, entityType, labelsOrTypes, properties")
     live = {r["name"]: r for r in rows}
     problems: list[str] = []
     for c in contract["constraints"]:
@@ -37,5 +35,5 @@ def test_graph_constraints_match_contract(graph: Any, kfm_settings: Any, kfm_con
                    f"({','.join(r['properties'] or [])}))" for r in rows
                    if r["name"] not in names and set(r["labelsOrTypes"] or []) & labels)
     problems += [f"{s} (not in contract)" for s in stray]
-    expect(not problems, f"{len(problems)} graph constraints differ from graph.json", where, problems,
-           first_n=kfm_settings.checks.first_n, hint=REINDEX_HINT)
+    expect(not problems, f"{len(problems)} graph constraints differ from graph.json", graph.where(), problems,
+           hint=REINDEX_HINT)

@@ -6,34 +6,26 @@ from typing import Any
 
 import pytest
 
-from kfm_ops.checks_support import call, expect
+from kfm_ops.pytest_plugin.assertions import expect, first_n
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.stores.postgis import PostgisStore
 
 MIGRATE_HINT = "run `kfm-maint migrate` (the schema is kfm_ops/contracts/postgis/*.sql)"
 GEOMETRY_TABLES = ("kfm.items", "kfm.places")
 
 
-def _where(kfm_settings: Any, table: str = "") -> str:
-    return f"postgis {kfm_settings.postgis.where}" + (f" table {table}" if table else "")
-
-
-def _rows(postgis: Any, where: str, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-    __tracebackhide__ = True
-    return call("catalog query failed", where, lambda: postgis.execute(sql, params).fetchall())  # type: ignore[no-any-return]
-
-
-def _tables(kfm_contract: Any) -> dict[str, Any]:
+def _tables(kfm_contract: ContractLoader) -> dict[str, Any]:
     return kfm_contract("postgis")["tables"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_tables_and_columns(postgis: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_postgis_tables_and_columns(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract table exists with exactly the contract's columns and types (format_type)."""
-    where = _where(kfm_settings)
+    where = postgis.where()
     problems: list[str] = []
     for table, spec in _tables(kfm_contract).items():
-        live = dict(_rows(postgis, where,
-                          "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        live = dict(postgis.rows("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
                           "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
                           (table,)))
         if not live:
@@ -45,85 +37,77 @@ def test_postgis_tables_and_columns(postgis: Any, kfm_settings: Any, kfm_contrac
             elif live[column].split("(", 1)[0] != wanted:
                 problems.append(f"{table}.{column} ({live[column]}, contract {wanted})")
         problems += [f"{table}.{column} (not in contract)" for column in sorted(set(live) - set(spec["columns"]))]
-    expect(not problems, f"{len(problems)} schema differences from postgis.json", where, problems,
-           first_n=kfm_settings.checks.first_n, hint=MIGRATE_HINT)
+    expect(not problems, f"{len(problems)} schema differences from postgis.json", where, problems, hint=MIGRATE_HINT)
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_geometry_columns(postgis: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_postgis_geometry_columns(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract geometry column is registered in geometry_columns with the contract SRID and type."""
-    where = _where(kfm_settings)
+    where = postgis.where()
     problems: list[str] = []
     for table, spec in _tables(kfm_contract).items():
         schema, name = table.split(".")
         for column, wanted in spec.get("geometry_columns", {}).items():
-            rows = _rows(postgis, where,
-                         "SELECT srid, type FROM geometry_columns WHERE f_table_schema = %s "
-                         "AND f_table_name = %s AND f_geometry_column = %s", (schema, name, column))
+            rows = postgis.rows("SELECT srid, type FROM geometry_columns WHERE f_table_schema = %s "
+                                "AND f_table_name = %s AND f_geometry_column = %s", (schema, name, column))
             if not rows:
                 problems.append(f"{table}.{column} (not a geometry column)")
             elif (rows[0][0], rows[0][1].upper()) != (wanted["srid"], wanted["type"].upper()):
                 problems.append(f"{table}.{column} (SRID {rows[0][0]} {rows[0][1]}, "
                                 f"contract SRID {wanted['srid']} {wanted['type']})")
     expect(not problems, f"{len(problems)} geometry columns differ from postgis.json", where, problems,
-           first_n=kfm_settings.checks.first_n, hint=MIGRATE_HINT)
+           hint=MIGRATE_HINT)
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_gist_indexes(postgis: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_postgis_gist_indexes(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract geometry column has a valid GiST index (pg_index / pg_am)."""
-    where = _where(kfm_settings)
+    where = postgis.where()
     missing: list[str] = []
     for table, spec in _tables(kfm_contract).items():
         for column in spec.get("gist_indexes", []):
-            rows = _rows(postgis, where,
-                         "SELECT i.indexrelid::regclass::text FROM pg_index i "
-                         "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
-                         "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                         "WHERE i.indrelid = to_regclass(%s) AND am.amname = 'gist' AND a.attname = %s "
-                         "AND i.indisvalid AND i.indpred IS NULL", (table, column))
+            rows = postgis.rows("SELECT i.indexrelid::regclass::text FROM pg_index i "
+                                "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
+                                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+                                "WHERE i.indrelid = to_regclass(%s) AND am.amname = 'gist' AND a.attname = %s "
+                                "AND i.indisvalid AND i.indpred IS NULL", (table, column))
             if not rows:
                 missing.append(f"{table}.{column}")
     expect(not missing, f"{len(missing)} geometry columns have no valid GiST index", where, missing,
-           first_n=kfm_settings.checks.first_n,
            hint=f"spatial queries scan whole tables; {MIGRATE_HINT} recreates it")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_primary_keys(postgis: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_postgis_primary_keys(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract table has the contract's primary key, columns in order."""
-    where = _where(kfm_settings)
+    where = postgis.where()
     problems: list[str] = []
     for table, spec in _tables(kfm_contract).items():
-        rows = _rows(postgis, where,
-                     "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_constraint con "
-                     "CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) "
-                     "JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum "
-                     "WHERE con.conrelid = to_regclass(%s) AND con.contype = 'p'", (table,))
+        rows = postgis.rows("SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_constraint con "
+                            "CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) "
+                            "JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum "
+                            "WHERE con.conrelid = to_regclass(%s) AND con.contype = 'p'", (table,))
         live = list(rows[0][0] or []) if rows else []
         if live != spec["primary_key"]:
             problems.append(f"{table} (primary key {live or 'none'}, contract {spec['primary_key']})")
-    expect(not problems, f"{len(problems)} primary keys differ from postgis.json", where, problems,
-           first_n=kfm_settings.checks.first_n, hint=MIGRATE_HINT)
+    expect(not problems, f"{len(problems)} primary keys differ from postgis.json", where, problems, hint=MIGRATE_HINT)
 
 
 @pytest.mark.risk("medium")
-def test_postgis_geometries_valid(postgis: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_postgis_geometries_valid(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every geometry in kfm.items and kfm.places is valid (ST_IsValid) and has the contract SRID."""
     srid = kfm_contract("postgis")["srid"]
-    first_n = kfm_settings.checks.first_n
     for table in GEOMETRY_TABLES:
-        where = _where(kfm_settings, table)
-        bad = _rows(postgis, where,
-                    f"SELECT id, count(*) OVER (), CASE WHEN ST_SRID(geom) <> %s THEN 'SRID ' || ST_SRID(geom) "
-                    f"ELSE ST_IsValidReason(geom) END FROM {table} "
-                    f"WHERE ST_SRID(geom) <> %s OR NOT ST_IsValid(geom) ORDER BY id LIMIT %s",
-                    (srid, srid, first_n))
+        where = postgis.where(f"table {table}")
+        bad = postgis.rows(f"SELECT id, count(*) OVER (), CASE WHEN ST_SRID(geom) <> %s "
+                           f"THEN 'SRID ' || ST_SRID(geom) ELSE ST_IsValidReason(geom) END FROM {table} "
+                           f"WHERE ST_SRID(geom) <> %s OR NOT ST_IsValid(geom) ORDER BY id LIMIT %s",
+                           (srid, srid, first_n()))
         total = bad[0][1] if bad else 0
         expect(not bad, f"{total} geometries in {table} are invalid or not SRID {srid}", where,
-               [f"{row_id} ({reason})" for row_id, _n, reason in bad], first_n=first_n, total=total,
+               [f"{row_id} ({reason})" for row_id, _n, reason in bad], total=total,
                hint="fix the geometries at the source pipeline (ST_MakeValid) and re-ingest; "
                "then `kfm-maint reindex --targets search,graph`")

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from kfm_ops.checks_support import call, expect, fail_with, flatten_mapping
+from kfm_ops.pytest_plugin.assertions import expect, fail_with
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.stores.search import SearchStore
+from kfm_ops.stores.search.indices import flatten_mapping
 
 REINDEX_HINT = "run `kfm-maint reindex --targets search` (builds a new index from the contract and swaps the alias)"
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_search_mapping_matches_contract(search: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_search_mapping_matches_contract(search: SearchStore, kfm_contract: ContractLoader) -> None:
     """Every index behind the alias is strict, maps geometry as geo_shape, and has exactly the contract's fields."""
     contract = kfm_contract("search")
     alias = contract["alias"]
-    first_n = kfm_settings.checks.first_n
-    where = f"opensearch {kfm_settings.search.where} alias {alias}"
-    exists = call("alias lookup failed", where, search.indices.exists_alias, name=alias)
-    expect(exists, f"alias {alias} does not exist", where, hint=REINDEX_HINT)
-    live = call("get mapping failed", where, search.indices.get_mapping, index=alias)
+    where = search.where(f"alias {alias}")
+    expect(search.client.indices.exists_alias(name=alias), f"alias {alias} does not exist", where, hint=REINDEX_HINT)
+    live = search.client.indices.get_mapping(index=alias)
     wanted = flatten_mapping(contract["mappings"]["properties"])
     for index, body in sorted(live.items()):
         mapping = body["mappings"]
-        here = f"opensearch {kfm_settings.search.where} index {index} (alias {alias})"
+        here = search.where(f"index {index} (alias {alias})")
         dynamic = str(mapping.get("dynamic", "true")).lower()
         expect(dynamic == contract["mappings"]["dynamic"],
                f"mapping is dynamic={dynamic}, contract says {contract['mappings']['dynamic']}: "
@@ -42,4 +41,4 @@ def test_search_mapping_matches_contract(search: Any, kfm_settings: Any, kfm_con
             fail_with(f"mapping differs from search.json: {len(extra)} fields not in the contract "
                       f"(dynamically added?), {len(missing)} missing, {len(changed)} changed", here,
                       [f"+{f}" for f in extra] + [f"-{f}" for f in missing] + [f"~{c}" for c in changed],
-                      first_n=first_n, hint=REINDEX_HINT)
+                      hint=REINDEX_HINT)

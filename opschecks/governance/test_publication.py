@@ -2,50 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from kfm_ops.checks_support import expect, where
-from kfm_ops.settings import Settings
+from kfm_ops.pipeline import chunks
+from kfm_ops.pytest_plugin.assertions import expect, first_n
+from kfm_ops.stores.policy import PolicyStore
+from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
 
 GATE_BATCH = 500
 
 
 @pytest.mark.risk("medium")
-def test_published_items_pass_stac_gate(postgis: Any, policy: Any, kfm_settings: Settings) -> None:
+def test_published_items_pass_stac_gate(postgis: PostgisStore, policy: PolicyStore) -> None:
     """Every published item passes the STAC item gate of the live OPA policy (batched)."""
     denied: list[str] = []
     reasons: set[str] = set()
     checked = 0
-    with postgis.transaction(), postgis.cursor(name="kfm_stac_gate") as cur:
-        cur.itersize = GATE_BATCH
-        cur.execute("SELECT i.id, i.stac FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id "
-                    "WHERE d.status = 'published' ORDER BY i.id")
-        while rows := cur.fetchmany(GATE_BATCH):
-            result = policy.data("kfm/stac/batch", {"items": [r[1] for r in rows]})
-            for item_id, _stac in rows:
-                decision = result.get(item_id) or {"allow": False, "deny": ["no decision returned"]}
-                if not decision.get("allow"):
-                    denied.append(item_id)
-                    reasons.update(decision.get("deny", [])[:3])
-            checked += len(rows)
-    expect(checked > 0, "no published items to check", where(kfm_settings, "postgis", "kfm.items"),
+    items = postgis.stream(f"SELECT id, stac FROM {PUBLISHED_ITEMS} ORDER BY id", batch=GATE_BATCH)
+    for rows in chunks(items, GATE_BATCH):
+        result = policy.data("kfm/stac/batch", {"items": [r[1] for r in rows]})
+        for item_id, _stac in rows:
+            decision = result.get(item_id) or {"allow": False, "deny": ["no decision returned"]}
+            if not decision.get("allow"):
+                denied.append(item_id)
+                reasons.update(decision.get("deny", [])[:3])
+        checked += len(rows)
+    expect(checked > 0, "no published items to check", postgis.where("kfm.items"),
            hint="load the catalog (dev: kfm-maint sample-data init)")
     expect(not denied, f"{len(denied)} of {checked} published items fail the STAC gate "
-           f"({'; '.join(sorted(reasons)[:5])})", where(kfm_settings, "policy", "data.kfm.stac.batch"),
-           denied, "fix the items in the pipelines and re-publish; the gate is in kfm_ops/contracts/policy",
-           first_n=kfm_settings.checks.first_n)
+           f"({'; '.join(sorted(reasons)[:5])})", policy.where("data.kfm.stac.batch"),
+           denied, "fix the items in the pipelines and re-publish; the gate is in kfm_ops/contracts/policy")
 
 
-def _first_n(postgis: Any, sql: str, n: int) -> tuple[list[str], int]:
-    """The first ``n`` offenders a query finds, and how many there are in all (one round trip)."""
-    rows = postgis.execute(f"SELECT x, count(*) OVER () FROM ({sql}) AS q(x) ORDER BY x LIMIT %s", (n,)).fetchall()
+def _offenders(postgis: PostgisStore, sql: str) -> tuple[list[str], int]:
+    """The first N offenders a query finds, and how many there are in all (one round trip)."""
+    rows = postgis.rows(f"SELECT x, count(*) OVER () FROM ({sql}) AS q(x) ORDER BY x LIMIT %s", (first_n(),))
     return [r[0] for r in rows], (rows[0][1] if rows else 0)
 
 
-UNGENERATED_SQL = """
-SELECT i.id FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id AND d.status = 'published'
+UNGENERATED_SQL = f"""
+SELECT i.id FROM {PUBLISHED_ITEMS} i
 WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a.id = l.object
                   WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')
 """
@@ -53,13 +49,12 @@ WHERE NOT EXISTS (SELECT 1 FROM kfm.prov_links l JOIN kfm.prov_activities a ON a
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_published_items_were_generated_by_an_activity(postgis: Any, kfm_settings: Settings) -> None:
+def test_published_items_were_generated_by_an_activity(postgis: PostgisStore) -> None:
     """Every published item has a wasGeneratedBy link to an existing PROV activity."""
-    ids, total = _first_n(postgis, UNGENERATED_SQL, kfm_settings.checks.first_n)
+    ids, total = _offenders(postgis, UNGENERATED_SQL)
     expect(not total, "published items without a generating PROV activity",
-           where(kfm_settings, "postgis", "kfm.prov_links (wasGeneratedBy)"), ids,
-           "provenance comes from the pipelines: re-run the item's pipeline to record it",
-           total=total, first_n=kfm_settings.checks.first_n)
+           postgis.where("kfm.prov_links (wasGeneratedBy)"), ids,
+           "provenance comes from the pipelines: re-run the item's pipeline to record it", total=total)
 
 
 DANGLING_SQL = """
@@ -76,39 +71,33 @@ WHERE NOT EXISTS (SELECT 1 FROM kfm.items e WHERE e.id = l.subject)
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_no_dangling_provenance(postgis: Any, kfm_settings: Settings) -> None:
+def test_no_dangling_provenance(postgis: PostgisStore) -> None:
     """Every PROV link joins existing entities and activities (wasDerivedFrom, used, wasGeneratedBy)."""
-    links, total = _first_n(postgis, DANGLING_SQL, kfm_settings.checks.first_n)
-    expect(not total, f"{total} PROV links point at entities that do not exist",
-           where(kfm_settings, "postgis", "kfm.prov_links"), links,
-           "fix the provenance records in the pipelines (kfm-ops never edits the canonical store)",
-           total=total, first_n=kfm_settings.checks.first_n)
+    links, total = _offenders(postgis, DANGLING_SQL)
+    expect(not total, f"{total} PROV links point at entities that do not exist", postgis.where("kfm.prov_links"),
+           links, "fix the provenance records in the pipelines (kfm-ops never edits the canonical store)",
+           total=total)
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_published_datasets_have_license_and_publisher(postgis: Any, kfm_settings: Settings) -> None:
+def test_published_datasets_have_license_and_publisher(postgis: PostgisStore) -> None:
     """Every published dataset names a license and a publisher."""
-    rows = postgis.execute(
-        "SELECT id FROM kfm.datasets WHERE status = 'published' "
-        "AND (coalesce(btrim(license), '') = '' OR coalesce(btrim(publisher), '') = '') ORDER BY id").fetchall()
-    expect(not rows, "published datasets without a license or publisher",
-           where(kfm_settings, "postgis", "kfm.datasets"), [r[0] for r in rows],
-           "add the DCAT license/publisher in the catalog pipeline, or unpublish the dataset",
-           first_n=kfm_settings.checks.first_n)
+    rows = postgis.rows(f"SELECT id FROM {PUBLISHED_DATASETS} "
+                        "WHERE coalesce(btrim(license), '') = '' OR coalesce(btrim(publisher), '') = '' ORDER BY id")
+    expect(not rows, "published datasets without a license or publisher", postgis.where("kfm.datasets"),
+           [r[0] for r in rows], "add the DCAT license/publisher in the catalog pipeline, or unpublish the dataset")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_every_maintenance_run_has_an_end_record(postgis: Any, kfm_settings: Settings) -> None:
+def test_every_maintenance_run_has_an_end_record(postgis: PostgisStore) -> None:
     """No audit-ledger run is left without an end record (except runs still alive)."""
-    rows = postgis.execute(
+    rows = postgis.rows(
         "SELECT l.run_id::text || ' (' || l.action || ', started ' || l.started_at || ')' "
         "FROM kfm_ops.audit_ledger l WHERE l.ended_at IS NULL AND NOT EXISTS ("
         "  SELECT 1 FROM pg_stat_activity a WHERE a.application_name LIKE 'kfm-maint/' || l.run_id || '/%') "
-        "ORDER BY l.started_at").fetchall()
-    expect(not rows, "maintenance runs without an end record (killed mid-run?)",
-           where(kfm_settings, "postgis", "kfm_ops.audit_ledger"), [r[0] for r in rows],
-           "the next run of any kfm-maint action marks them aborted; check what they left with `kfm-maint check`",
-           first_n=kfm_settings.checks.first_n)
-
+        "ORDER BY l.started_at")
+    expect(not rows, "maintenance runs without an end record (killed mid-run?)", postgis.where("kfm_ops.audit_ledger"),
+           [r[0] for r in rows],
+           "the next run of any kfm-maint action marks them aborted; check what they left with `kfm-maint check`")

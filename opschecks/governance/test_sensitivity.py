@@ -8,32 +8,31 @@ retired datasets appear in no derived store.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from kfm_ops import contracts
-from kfm_ops.checks_support import expect, where
-from kfm_ops.settings import Settings
+from kfm_ops.derive import GRID_POLICY
+from kfm_ops.pipeline import chunks
+from kfm_ops.pytest_plugin.assertions import expect, first_n
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.stores.cache import CacheStore, summary_key
+from kfm_ops.stores.graph import GraphStore
+from kfm_ops.stores.policy import PolicyStore
+from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
+from kfm_ops.stores.search import SearchStore
 
 BATCH = 500
-RESTRICTED_SQL = """
-SELECT i.id, ST_AsGeoJSON(kfm_ops.generalize(i.geom, %(grid)s), 6), ST_AsText(kfm_ops.generalize(i.geom, %(grid)s), 6)
-FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id
-WHERE d.status = 'published' AND i.sensitivity = 'restricted' ORDER BY i.id
+RESTRICTED_SQL = f"""
+SELECT id, ST_AsGeoJSON(kfm_ops.generalize(geom, %(grid)s), 6), ST_AsText(kfm_ops.generalize(geom, %(grid)s), 6)
+FROM {PUBLISHED_ITEMS} WHERE sensitivity = 'restricted' ORDER BY id
 """
 
 
-def _grid(policy: Any) -> float:
-    return float(policy.data("kfm/sensitivity/grid_degrees"))
-
-
-def _restricted_batches(postgis: Any, grid: float) -> Any:
-    with postgis.transaction(), postgis.cursor(name="kfm_restricted") as cur:
-        cur.itersize = BATCH
-        cur.execute(RESTRICTED_SQL, {"grid": grid})
-        while rows := cur.fetchmany(BATCH):
-            yield rows
+def _restricted_batches(postgis: PostgisStore, policy: PolicyStore) -> Iterator[list[tuple[Any, ...]]]:
+    grid = float(policy.data(GRID_POLICY))
+    return chunks(postgis.stream(RESTRICTED_SQL, {"grid": grid}, batch=BATCH), BATCH)
 
 
 def _round(geometry: Any) -> Any:
@@ -46,101 +45,93 @@ def _round(geometry: Any) -> Any:
     return geometry
 
 
-def _alias(settings: Settings) -> str:
-    return str(contracts.load("search", settings.contracts_dir)["alias"])
-
-
 @pytest.mark.risk("low")
-def test_restricted_geometry_generalized_in_search(postgis: Any, search: Any, policy: Any,
-                                                   kfm_settings: Settings) -> None:
+def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search: SearchStore, policy: PolicyStore,
+                                                   kfm_contract: ContractLoader) -> None:
     """Search documents of restricted items carry only the generalized geometry."""
-    alias, leaked = _alias(kfm_settings), []
-    for rows in _restricted_batches(postgis, _grid(policy)):
-        docs = search.mget(index=alias, body={"ids": [r[0] for r in rows]}, _source=["geometry"])["docs"]
+    alias, leaked = kfm_contract("search")["alias"], []
+    for rows in _restricted_batches(postgis, policy):
+        docs = search.client.mget(index=alias, body={"ids": [r[0] for r in rows]}, _source=["geometry"])["docs"]
         for (item_id, generalized, _wkt), doc in zip(rows, docs, strict=True):
             if doc.get("found") and _round(doc["_source"].get("geometry")) != _round(json.loads(generalized)):
                 leaked.append(item_id)
     expect(not leaked, "restricted items whose search geometry is not the generalized one (exact geometry leak)",
-           where(kfm_settings, "search", f"alias {alias}"), leaked,
-           "rebuild the index from the canonical store: kfm-maint reindex --targets search",
-           first_n=kfm_settings.checks.first_n)
+           search.where(f"alias {alias}"), leaked,
+           "rebuild the index from the canonical store: kfm-maint reindex --targets search")
 
 
 @pytest.mark.risk("low")
-def test_restricted_geometry_generalized_in_graph(postgis: Any, graph: Any, policy: Any,
-                                                  kfm_settings: Settings) -> None:
+def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: GraphStore,
+                                                  policy: PolicyStore) -> None:
     """Graph Item nodes of restricted items carry only the generalized geometry."""
     leaked = []
-    for rows in _restricted_batches(postgis, _grid(policy)):
+    for rows in _restricted_batches(postgis, policy):
         expected = {r[0]: r[2] for r in rows}
         found = graph.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.geometry_wkt AS wkt",
                           ids=list(expected))
         leaked += [f["id"] for f in found if f["wkt"] != expected[f["id"]]]
     expect(not leaked, "restricted items whose graph geometry is not the generalized one (exact geometry leak)",
-           where(kfm_settings, "graph", "label Item.geometry_wkt"), leaked,
-           "re-sync the graph: kfm-maint reindex --targets graph", first_n=kfm_settings.checks.first_n)
+           graph.where("label Item.geometry_wkt"), leaked, "re-sync the graph: kfm-maint reindex --targets graph")
 
 
 @pytest.mark.risk("low")
-def test_restricted_extents_generalized_in_cache(postgis: Any, cache: Any, policy: Any,
-                                                 kfm_settings: Settings) -> None:
+def test_restricted_extents_generalized_in_cache(postgis: PostgisStore, cache: CacheStore, policy: PolicyStore,
+                                                 kfm_contract: ContractLoader) -> None:
     """Cached extents of all-restricted datasets lie on the policy grid (no exact site bounds)."""
-    grid = _grid(policy)
-    key = contracts.load("cache", kfm_settings.contracts_dir)["redis"]["summary_key"]
-    datasets = [r[0] for r in postgis.execute(
-        "SELECT d.id FROM kfm.datasets d WHERE d.status = 'published' AND EXISTS "
+    grid = float(policy.data(GRID_POLICY))
+    template = kfm_contract("cache")["redis"]["summary_key"]
+    datasets = [r[0] for r in postgis.rows(
+        f"SELECT d.id FROM {PUBLISHED_DATASETS} d WHERE EXISTS "
         "(SELECT 1 FROM kfm.items i WHERE i.dataset_id = d.id) AND NOT EXISTS "
         "(SELECT 1 FROM kfm.items i WHERE i.dataset_id = d.id AND i.sensitivity = 'public') ORDER BY d.id")]
     leaked = []
     for dataset_id in datasets:
-        bbox = cache.hget(key.format(dataset_id=dataset_id), "extent_bbox")
+        bbox = cache.client.hget(summary_key(template, dataset_id), "extent_bbox")
         if bbox:
             coords = [float(c) for c in bbox.split(",")]
             if any(abs(c / grid - round(c / grid)) > 1e-6 for c in coords):
                 leaked.append(dataset_id)
     expect(not leaked, "cached extents of restricted datasets are not on the generalization grid",
-           where(kfm_settings, "cache", f"key {key}"), leaked,
-           "rebuild the cache: kfm-maint cache rebuild", first_n=kfm_settings.checks.first_n)
+           cache.where(f"key {template}"), leaked, "rebuild the cache: kfm-maint cache rebuild")
 
 
-def _unpublished(postgis: Any) -> list[str]:
-    return [r[0] for r in postgis.execute("SELECT id FROM kfm.datasets WHERE status <> 'published' ORDER BY id")]
+def _unpublished(postgis: PostgisStore) -> list[str]:
+    return [r[0] for r in postgis.rows(
+        f"SELECT id FROM kfm.datasets WHERE id NOT IN (SELECT id FROM {PUBLISHED_DATASETS}) ORDER BY id")]
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_unpublished_absent_from_search(postgis: Any, search: Any, kfm_settings: Settings) -> None:
+def test_unpublished_absent_from_search(postgis: PostgisStore, search: SearchStore,
+                                        kfm_contract: ContractLoader) -> None:
     """No item of a draft or retired dataset is in the search index."""
-    alias, hidden = _alias(kfm_settings), _unpublished(postgis)
-    hits = search.search(index=alias, body={"size": kfm_settings.checks.first_n, "_source": False,
-                                            "track_total_hits": True,
-                                            "query": {"terms": {"dataset_id": hidden or ["-"]}}})["hits"]
+    alias, hidden = kfm_contract("search")["alias"], _unpublished(postgis)
+    hits = search.client.search(index=alias, body={"size": first_n(), "_source": False, "track_total_hits": True,
+                                                   "query": {"terms": {"dataset_id": hidden or ["-"]}}})["hits"]
     expect(hits["total"]["value"] == 0, "items of unpublished datasets are in the search index",
            f"search alias {alias}", [h["_id"] for h in hits["hits"]],
-           "rebuild the index: kfm-maint reindex --targets search", total=hits["total"]["value"],
-           first_n=kfm_settings.checks.first_n)
+           "rebuild the index: kfm-maint reindex --targets search", total=hits["total"]["value"])
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_unpublished_absent_from_graph(postgis: Any, graph: Any, kfm_settings: Settings) -> None:
+def test_unpublished_absent_from_graph(postgis: PostgisStore, graph: GraphStore) -> None:
     """No item or dataset node of a draft or retired dataset is in the graph."""
-    hidden = _unpublished(postgis)
     rows = graph.run("MATCH (n) WHERE (n:Item AND n.dataset_id IN $ids) OR (n:Dataset AND n.id IN $ids) "
-                     "RETURN n.id AS id ORDER BY id LIMIT $n", ids=hidden, n=kfm_settings.checks.first_n)
+                     "RETURN n.id AS id ORDER BY id LIMIT $n", ids=_unpublished(postgis), n=first_n())
     expect(not rows, "items or datasets of unpublished datasets are in the graph", "graph labels Item, Dataset",
-           [r["id"] for r in rows], "re-sync with pruning: kfm-maint reindex --targets graph --prune",
-           first_n=kfm_settings.checks.first_n)
+           [r["id"] for r in rows], "re-sync with pruning: kfm-maint reindex --targets graph --prune")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_unpublished_absent_from_cache(postgis: Any, cache: Any, kfm_settings: Settings) -> None:
+def test_unpublished_absent_from_cache(postgis: PostgisStore, cache: CacheStore,
+                                       kfm_contract: ContractLoader) -> None:
     """No summary or stats row of a draft or retired dataset is in the cache."""
-    key = contracts.load("cache", kfm_settings.contracts_dir)["redis"]["summary_key"]
+    template = kfm_contract("cache")["redis"]["summary_key"]
     hidden = _unpublished(postgis)
-    present = [d for d in hidden if cache.exists(key.format(dataset_id=d))]
-    present += [r[0] for r in postgis.execute(
+    present = [d for d in hidden if cache.client.exists(summary_key(template, d))]
+    present += [r[0] for r in postgis.rows(
         "SELECT dataset_id FROM kfm_cache.dataset_stats WHERE dataset_id = ANY(%s)", (hidden,))]
-    expect(not present, "unpublished datasets are in the cache", f"cache key {key} / kfm_cache.dataset_stats",
-           present, "rebuild the cache: kfm-maint cache rebuild", first_n=kfm_settings.checks.first_n)
+    expect(not present, "unpublished datasets are in the cache", f"cache key {template} / kfm_cache.dataset_stats",
+           present, "rebuild the cache: kfm-maint cache rebuild")

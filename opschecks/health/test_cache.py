@@ -5,43 +5,38 @@ Everything is read from INFO: the read-only cache user is not allowed CONFIG GET
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from kfm_ops.checks_support import call, expect
-
-
-def _where(kfm_settings: Any) -> str:
-    return f"redis {kfm_settings.cache.where}"
+from kfm_ops.pytest_plugin.assertions import expect
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.settings import Settings
+from kfm_ops.stores.cache import CacheStore
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_cache_ping(cache: Any, kfm_settings: Any) -> None:
+def test_cache_ping(cache: CacheStore) -> None:
     """Redis answers PING."""
-    where = _where(kfm_settings)
-    expect(call("PING failed", where, cache.ping) is True, "PING did not return PONG", where,
+    expect(cache.client.ping() is True, "PING did not return PONG", cache.where(),
            hint="check the Redis server and the KFM_CACHE__* credentials")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_cache_eviction_policy(cache: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_cache_eviction_policy(cache: CacheStore, kfm_contract: ContractLoader) -> None:
     """maxmemory-policy (INFO memory) is one the cache contract allows."""
-    where = _where(kfm_settings)
     allowed = kfm_contract("cache")["redis"]["maxmemory_policy"]
-    policy = call("INFO memory failed", where, cache.info, "memory")["maxmemory_policy"]
-    expect(policy in allowed, f"maxmemory-policy is {policy}, not one of {', '.join(allowed)}", where,
+    policy = cache.client.info("memory")["maxmemory_policy"]
+    expect(policy in allowed, f"maxmemory-policy is {policy}, not one of {', '.join(allowed)}", cache.where(),
            hint=f"CONFIG SET maxmemory-policy {allowed[0]} (and persist it in redis.conf)")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_cache_memory_ratio(cache: Any, kfm_settings: Any) -> None:
+def test_cache_memory_ratio(cache: CacheStore, kfm_settings: Settings) -> None:
     """used_memory stays below max_redis_memory_ratio of maxmemory (of system memory when unlimited)."""
-    where = _where(kfm_settings)
-    info = call("INFO memory failed", where, cache.info, "memory")
+    where = cache.where()
+    info = cache.client.info("memory")
     used = int(info["used_memory"])
     limit = int(info.get("maxmemory") or 0)
     basis = "maxmemory"
@@ -57,10 +52,9 @@ def test_cache_memory_ratio(cache: Any, kfm_settings: Any) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_cache_no_evictions(cache: Any, kfm_settings: Any) -> None:
+def test_cache_no_evictions(cache: CacheStore) -> None:
     """No key has been evicted for lack of memory (INFO stats evicted_keys == 0)."""
-    where = _where(kfm_settings)
-    evicted = int(call("INFO stats failed", where, cache.info, "stats")["evicted_keys"])
-    expect(evicted == 0, f"{evicted} keys were evicted since the stats were last reset", where,
+    evicted = int(cache.client.info("stats")["evicted_keys"])
+    expect(evicted == 0, f"{evicted} keys were evicted since the stats were last reset", cache.where(),
            hint="raise maxmemory; then `kfm-maint cache rebuild` (evicted summaries are missing) "
            "and CONFIG RESETSTAT")

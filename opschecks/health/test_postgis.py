@@ -8,62 +8,46 @@ instead of passing blind.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
-from kfm_ops.checks_support import (
-    call,
-    expect,
-    fail_with,
-    version_tuple,
-)
+from kfm_ops.pytest_plugin.assertions import expect, fail_with, version_tuple
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.settings import Settings
+from kfm_ops.stores.postgis import PostgisStore
 
 
-def _where(kfm_settings: Any) -> str:
-    return f"postgis {kfm_settings.postgis.where}"
-
-
-def _rows(postgis: Any, what: str, where: str, sql: str,
-          params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-    __tracebackhide__ = True
-    return call(what, where, lambda: postgis.execute(sql, params).fetchall())  # type: ignore[no-any-return]
-
-
-def _require_stats_visibility(postgis: Any, where: str) -> None:
+def _require_stats_visibility(postgis: PostgisStore) -> None:
     """Fail unless this role sees every session's state (else activity checks would pass blind)."""
     __tracebackhide__ = True
-    row = _rows(postgis, "cannot read role privileges", where,
-                "SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
-                "OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')")[0]
-    expect(row[1], f"role {row[0]} cannot see other sessions' state (no pg_read_all_stats)", where,
-           hint=f"GRANT pg_monitor TO {row[0]}")
+    user, visible = postgis.one("SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+                                "OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')")
+    expect(visible, f"role {user} cannot see other sessions' state (no pg_read_all_stats)", postgis.where(),
+           hint=f"GRANT pg_monitor TO {user}")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_reachable(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_reachable(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """The canonical store answers a query within its configured timeout."""
-    where = _where(kfm_settings)
+    where = postgis.where()
     started = time.monotonic()
-    row = _rows(postgis, "query failed", where, "SELECT 1")[0]
+    answer = postgis.scalar("SELECT 1")
     elapsed = time.monotonic() - started
-    expect(row[0] == 1, f"SELECT 1 returned {row[0]!r}", where)
-    budget = kfm_settings.postgis.connect_timeout
+    expect(answer == 1, f"SELECT 1 returned {answer!r}", where)
+    budget = postgis.section.connect_timeout
     expect(elapsed <= budget, f"SELECT 1 took {elapsed:.2f}s, over the {budget}s timeout", where,
            hint="check the database host load and network")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_versions(postgis: Any, kfm_settings: Any, kfm_contract: Any) -> None:
+def test_postgis_versions(postgis: PostgisStore, kfm_settings: Settings, kfm_contract: ContractLoader) -> None:
     """PostgreSQL and PostGIS versions are at least the contract's minimums."""
-    where = _where(kfm_settings)
+    where = postgis.where()
     contract = kfm_contract("postgis")
-    server, postgis_version = _rows(
-        postgis, "cannot read versions", where,
-        "SELECT current_setting('server_version_num')::int, "
-        "(SELECT extversion FROM pg_extension WHERE extname = 'postgis')")[0]
+    server, postgis_version = postgis.one("SELECT current_setting('server_version_num')::int, "
+                                          "(SELECT extversion FROM pg_extension WHERE extname = 'postgis')")
     minimum = int(contract["min_server_version"])
     expect(server >= minimum, f"PostgreSQL server_version_num {server} is below the contract minimum {minimum}",
            where, hint="upgrade PostgreSQL (postgis.json min_server_version)")
@@ -77,98 +61,89 @@ def test_postgis_versions(postgis: Any, kfm_settings: Any, kfm_contract: Any) ->
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_connection_saturation(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_connection_saturation(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """Open connections (pg_stat_database.numbackends) stay below the max_connections ratio."""
-    where = _where(kfm_settings)
-    used, capacity = _rows(postgis, "cannot read connection counts", where,
-                           "SELECT (SELECT sum(numbackends) FROM pg_stat_database)::int, "
-                           "current_setting('max_connections')::int")[0]
+    where = postgis.where()
+    used, capacity = postgis.one("SELECT (SELECT sum(numbackends) FROM pg_stat_database)::int, "
+                                 "current_setting('max_connections')::int")
     limit = kfm_settings.checks.max_connection_ratio
     ratio = used / capacity
     if ratio > limit:
-        top = _rows(postgis, "cannot list connections", where,
-                    "SELECT coalesce(datname, '-') || '/' || coalesce(usename, '-') || '/' "
-                    "|| coalesce(nullif(application_name, ''), '-') AS who, count(*) AS n "
-                    "FROM pg_stat_activity GROUP BY who ORDER BY n DESC, who")
+        top = postgis.rows("SELECT coalesce(datname, '-') || '/' || coalesce(usename, '-') || '/' "
+                           "|| coalesce(nullif(application_name, ''), '-') AS who, count(*) AS n "
+                           "FROM pg_stat_activity GROUP BY who ORDER BY n DESC, who")
         fail_with(f"connection saturation {used}/{capacity} = {ratio:.0%} exceeds {limit:.0%}", where,
-                  [f"{who} ×{n}" for who, n in top], first_n=kfm_settings.checks.first_n,
+                  [f"{who} ×{n}" for who, n in top],
                   hint="find the client leaking connections (db/user/application above); add a pooler")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_no_long_running_queries(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_no_long_running_queries(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """No active query has run longer than max_query_seconds."""
-    where = _where(kfm_settings)
-    _require_stats_visibility(postgis, where)
+    where = postgis.where()
+    _require_stats_visibility(postgis)
     limit = kfm_settings.checks.max_query_seconds
-    rows = _rows(postgis, "cannot read pg_stat_activity", where,
-                 "SELECT pid, extract(epoch FROM now() - query_start)::int, usename, datname "
-                 "FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
-                 "AND backend_type = 'client backend' AND now() - query_start > make_interval(secs => %s) "
-                 "ORDER BY query_start", (limit,))
+    rows = postgis.rows("SELECT pid, extract(epoch FROM now() - query_start)::int, usename, datname "
+                        "FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+                        "AND backend_type = 'client backend' AND now() - query_start > make_interval(secs => %s) "
+                        "ORDER BY query_start", (limit,))
     expect(not rows, f"{len(rows)} queries running longer than {limit}s", where,
            [f"pid {pid} ({secs}s, {user}@{db})" for pid, secs, user, db in rows],
-           first_n=kfm_settings.checks.first_n,
            hint="inspect with pg_stat_activity; cancel with pg_cancel_backend(pid)")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_no_idle_in_transaction(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_no_idle_in_transaction(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """No session has been idle in transaction longer than max_idle_in_transaction_seconds."""
-    where = _where(kfm_settings)
-    _require_stats_visibility(postgis, where)
+    where = postgis.where()
+    _require_stats_visibility(postgis)
     limit = kfm_settings.checks.max_idle_in_transaction_seconds
-    rows = _rows(postgis, "cannot read pg_stat_activity", where,
-                 "SELECT pid, extract(epoch FROM now() - state_change)::int, usename, "
-                 "coalesce(nullif(application_name, ''), '-') FROM pg_stat_activity "
-                 "WHERE state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid() "
-                 "AND now() - state_change > make_interval(secs => %s) ORDER BY state_change", (limit,))
+    rows = postgis.rows("SELECT pid, extract(epoch FROM now() - state_change)::int, usename, "
+                        "coalesce(nullif(application_name, ''), '-') FROM pg_stat_activity "
+                        "WHERE state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid() "
+                        "AND now() - state_change > make_interval(secs => %s) ORDER BY state_change", (limit,))
     expect(not rows, f"{len(rows)} sessions idle in transaction longer than {limit}s", where,
            [f"pid {pid} ({secs}s, {user}, {app})" for pid, secs, user, app in rows],
-           first_n=kfm_settings.checks.first_n,
            hint="fix the client that leaves transactions open; end one with pg_terminate_backend(pid); "
            "consider idle_in_transaction_session_timeout")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_xid_wraparound(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_xid_wraparound(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """No database's oldest unfrozen transaction id is older than max_xid_age."""
-    where = _where(kfm_settings)
+    where = postgis.where()
     limit = kfm_settings.checks.max_xid_age
-    rows = _rows(postgis, "cannot read pg_database", where,
-                 "SELECT datname, age(datfrozenxid) FROM pg_database WHERE age(datfrozenxid) > %s "
-                 "ORDER BY 2 DESC", (limit,))
+    rows = postgis.rows("SELECT datname, age(datfrozenxid) FROM pg_database WHERE age(datfrozenxid) > %s "
+                        "ORDER BY 2 DESC", (limit,))
     expect(not rows, f"{len(rows)} databases have a transaction-id age above {limit}", where,
-           [f"{db} (age {age})" for db, age in rows], first_n=kfm_settings.checks.first_n,
+           [f"{db} (age {age})" for db, age in rows],
            hint="VACUUM (FREEZE) the named databases; check autovacuum is running and not blocked")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_no_blocked_locks(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_no_blocked_locks(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """No session has waited on a lock held by another (pg_blocking_pids) for more than a few seconds."""
-    where = _where(kfm_settings)
-    _require_stats_visibility(postgis, where)
-    rows = _rows(postgis, "cannot read lock waits", where,
-                 "SELECT pid, pg_blocking_pids(pid), "
-                 "extract(epoch FROM now() - coalesce(state_change, query_start))::int, usename "
-                 "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
-                 "AND cardinality(pg_blocking_pids(pid)) > 0 "
-                 "AND now() - coalesce(state_change, query_start) > make_interval(secs => %s) ORDER BY 3 DESC",
-                 (kfm_settings.checks.max_lock_wait_seconds,))
+    where = postgis.where()
+    _require_stats_visibility(postgis)
+    rows = postgis.rows("SELECT pid, pg_blocking_pids(pid), "
+                        "extract(epoch FROM now() - coalesce(state_change, query_start))::int, usename "
+                        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
+                        "AND cardinality(pg_blocking_pids(pid)) > 0 "
+                        "AND now() - coalesce(state_change, query_start) > make_interval(secs => %s) ORDER BY 3 DESC",
+                        (kfm_settings.checks.max_lock_wait_seconds,))
     limit = kfm_settings.checks.max_lock_wait_seconds
     expect(not rows, f"{len(rows)} sessions blocked on locks for more than {limit:g}s", where,
            [f"pid {pid} blocked by {list(blockers)} for {secs}s ({user})" for pid, blockers, secs, user in rows],
-           first_n=kfm_settings.checks.first_n,
            hint="look at the blocking pids in pg_stat_activity; end the blocker with pg_terminate_backend(pid)")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_replication_lag(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_replication_lag(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """Every configured standby streams within max_replication_lag_seconds.
 
     A standby counts as configured when it has a physical replication slot, is
@@ -176,47 +151,42 @@ def test_postgis_replication_lag(postgis: Any, kfm_settings: Any) -> None:
     With none configured the check passes by asserting exactly that: no slot,
     no synchronous standby name, no walsender. On a standby, replay lag is checked.
     """
-    where = _where(kfm_settings)
-    first_n = kfm_settings.checks.first_n
+    where = postgis.where()
     limit = kfm_settings.checks.max_replication_lag_seconds
-    in_recovery, sync_names = _rows(postgis, "cannot read replication state", where,
-                                    "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')")[0]
+    in_recovery, sync_names = postgis.one("SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')")
     if in_recovery:
-        lag = _rows(postgis, "cannot read replay lag", where,
-                    "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())")[0][0]
+        lag = postgis.scalar("SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())")
         expect(lag is not None and lag <= limit, f"this standby's replay lag is {lag}s (limit {limit}s)", where,
                hint="check the primary connection and WAL replay on this standby")
         return
-    _require_stats_visibility(postgis, where)
-    slots = _rows(postgis, "cannot read replication slots", where,
-                  "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1")
-    senders = _rows(postgis, "cannot read pg_stat_replication", where,
-                    "SELECT coalesce(application_name, '') || '@' || coalesce(host(client_addr), 'local'), state, "
-                    "extract(epoch FROM coalesce(replay_lag, '0'::interval)) FROM pg_stat_replication ORDER BY 1")
+    _require_stats_visibility(postgis)
+    slots = postgis.rows("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1")
+    senders = postgis.rows("SELECT coalesce(application_name, '') || '@' || coalesce(host(client_addr), 'local'), "
+                           "state, extract(epoch FROM coalesce(replay_lag, '0'::interval)) "
+                           "FROM pg_stat_replication ORDER BY 1")
     inactive = [name for name, active in slots if not active]
     expect(not inactive, f"{len(inactive)} physical replication slots have no standby attached", where, inactive,
-           first_n=first_n, hint="start the standby, or drop the unused slot (it retains WAL)")
+           hint="start the standby, or drop the unused slot (it retains WAL)")
     if sync_names.strip():
         expect(senders, f"synchronous_standby_names is {sync_names!r} but no standby is connected", where,
                hint="start the standby; commits wait for it")
     lagging = [f"{who} ({state}, {lag:.0f}s)" for who, state, lag in senders
                if state != "streaming" or lag > limit]
     expect(not lagging, f"{len(lagging)} standbys are not streaming within {limit}s", where, lagging,
-           first_n=first_n, hint="check the standby's network and disk; see pg_stat_replication")
+           hint="check the standby's network and disk; see pg_stat_replication")
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_postgis_cache_hit_ratio(postgis: Any, kfm_settings: Any) -> None:
+def test_postgis_cache_hit_ratio(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """The kfm database's buffer cache hit ratio is at least min_cache_hit_ratio.
 
     With fewer than KFM_CHECKS__MIN_HIT_RATIO_BLOCKS block accesses since the stats reset the
     ratio is noise, and the check accepts it.
     """
-    where = _where(kfm_settings)
-    db, hit, read = _rows(postgis, "cannot read pg_stat_database", where,
-                          "SELECT datname, blks_hit, blks_read FROM pg_stat_database "
-                          "WHERE datname = current_database()")[0]
+    where = postgis.where()
+    db, hit, read = postgis.one("SELECT datname, blks_hit, blks_read FROM pg_stat_database "
+                                "WHERE datname = current_database()")
     total = hit + read
     if total < kfm_settings.checks.min_hit_ratio_blocks:
         return  # too few block accesses to judge (see docstring)

@@ -7,7 +7,11 @@ from typing import Any
 import pytest
 
 from kfm_ops import contracts
-from tests.checks.conftest import PROOF, assert_fails, create_constraint
+from kfm_ops.stores.cache import summary_key
+from tests.helpers import run_checks
+from tests.plugins.baselines import create_constraint, restore_constraint
+from tests.plugins.faults import injected
+from tests.proving import PROOF, assert_fails
 
 pytestmark = pytest.mark.devstack
 
@@ -21,26 +25,28 @@ CACHE = "opschecks/contract/test_cache_contract.py::"
 
 @pytest.mark.proves(PG + "test_postgis_tables_and_columns")
 def test_column_type_drift_and_extra_column(pg_baseline: Any) -> None:
-    pg_baseline.execute("ALTER TABLE kfm.prov_activities ALTER COLUMN software TYPE varchar(200)")
-    pg_baseline.execute(f"ALTER TABLE kfm.prov_activities ADD COLUMN {PROOF.replace('-', '_')}_extra text")
-    try:
+    def drift() -> None:
+        pg_baseline.execute("ALTER TABLE kfm.prov_activities ALTER COLUMN software TYPE varchar(200)")
+        pg_baseline.execute(f"ALTER TABLE kfm.prov_activities ADD COLUMN {PROOF.replace('-', '_')}_extra text")
+
+    def restore() -> None:
+        pg_baseline.execute("ALTER TABLE kfm.prov_activities DROP COLUMN IF EXISTS kfm_proof_extra")
+        pg_baseline.execute("ALTER TABLE kfm.prov_activities ALTER COLUMN software TYPE text")
+
+    with injected(drift, restore):
         assert_fails(PG + "test_postgis_tables_and_columns", "schema differences from postgis.json",
                      "kfm.prov_activities.software (character varying(200), contract text)",
                      "kfm.prov_activities.kfm_proof_extra (not in contract)")
-    finally:
-        pg_baseline.execute("ALTER TABLE kfm.prov_activities DROP COLUMN IF EXISTS kfm_proof_extra")
-        pg_baseline.execute("ALTER TABLE kfm.prov_activities ALTER COLUMN software TYPE text")
 
 
 @pytest.mark.proves(PG + "test_postgis_geometry_columns")
 def test_geometry_column_wrong_srid(pg_baseline: Any) -> None:
-    pg_baseline.execute("ALTER TABLE kfm.places ALTER COLUMN geom TYPE geometry(Geometry, 3857) "
-                        "USING ST_SetSRID(geom, 3857)")
-    try:
+    def to_srid(srid: int) -> None:
+        pg_baseline.execute(f"ALTER TABLE kfm.places ALTER COLUMN geom TYPE geometry(Geometry, {srid}) "
+                            f"USING ST_SetSRID(geom, {srid})")
+
+    with injected(lambda: to_srid(3857), lambda: to_srid(4326)):
         assert_fails(PG + "test_postgis_geometry_columns", "kfm.places.geom (SRID 3857", "contract SRID 4326")
-    finally:
-        pg_baseline.execute("ALTER TABLE kfm.places ALTER COLUMN geom TYPE geometry(Geometry, 4326) "
-                            "USING ST_SetSRID(geom, 4326)")
 
 
 @pytest.mark.proves(PG + "test_postgis_gist_indexes")
@@ -50,13 +56,9 @@ def test_gist_index_dropped(pg_baseline: Any) -> None:
         "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = 'kfm.places'::regclass AND am.amname = 'gist'"
     ).fetchall()
     assert rows, "kfm.places has no GiST index to drop"
-    for name, _ in rows:
-        pg_baseline.execute(f'DROP INDEX kfm."{name}"')
-    try:
+    with injected(lambda: [pg_baseline.execute(f'DROP INDEX kfm."{name}"') for name, _ in rows],
+                  lambda: [pg_baseline.execute(definition) for _, definition in rows]):
         assert_fails(PG + "test_postgis_gist_indexes", "no valid GiST index", "kfm.places.geom")
-    finally:
-        for _, definition in rows:
-            pg_baseline.execute(definition)
 
 
 @pytest.mark.proves(PG + "test_postgis_primary_keys")
@@ -64,25 +66,21 @@ def test_primary_key_dropped(pg_baseline: Any) -> None:
     name, definition = pg_baseline.execute(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'kfm.prov_links'::regclass AND contype = 'p'").fetchone()
-    pg_baseline.execute(f'ALTER TABLE kfm.prov_links DROP CONSTRAINT "{name}"')
-    try:
+    with injected(lambda: pg_baseline.execute(f'ALTER TABLE kfm.prov_links DROP CONSTRAINT "{name}"'),
+                  lambda: pg_baseline.execute(f'ALTER TABLE kfm.prov_links ADD CONSTRAINT "{name}" {definition}')):
         assert_fails(PG + "test_postgis_primary_keys", "kfm.prov_links (primary key none",
                      "contract ['subject', 'relation', 'object']")
-    finally:
-        pg_baseline.execute(f'ALTER TABLE kfm.prov_links ADD CONSTRAINT "{name}" {definition}')
 
 
 @pytest.mark.proves(PG + "test_postgis_geometries_valid")
 def test_invalid_geometry_inserted(pg_baseline: Any) -> None:
     bad_id = f"{PROOF}-bowtie"
-    pg_baseline.execute("INSERT INTO kfm.places (id, name, kind, geom) VALUES "
-                        "(%s, 'proof bowtie', 'proof', ST_GeomFromText('POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))', 4326))",
-                        (bad_id,))
-    try:
+    with injected(lambda: pg_baseline.execute(
+            "INSERT INTO kfm.places (id, name, kind, geom) VALUES (%s, 'proof bowtie', 'proof', "
+            "ST_GeomFromText('POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))', 4326))", (bad_id,)),
+            lambda: pg_baseline.execute("DELETE FROM kfm.places WHERE id = %s", (bad_id,))):
         assert_fails(PG + "test_postgis_geometries_valid", "invalid or not SRID 4326", "kfm.places",
                      f"{bad_id} (Self-intersection")
-    finally:
-        pg_baseline.execute("DELETE FROM kfm.places WHERE id = %s", (bad_id,))
 
 
 # --------------------------------------------------------------------------- search mapping
@@ -145,48 +143,38 @@ def test_extra_field_in_strict_mapping(alias_swapped_to: Any) -> None:
 @pytest.mark.proves(GRAPH + "test_graph_constraints_match_contract")
 def test_constraint_on_wrong_property(graph_baseline: Any) -> None:
     activity = next(c for c in contracts.load("graph")["constraints"] if c["name"] == "kfm_activity_id")
-    graph_baseline.run("DROP CONSTRAINT kfm_activity_id")
-    graph_baseline.run(create_constraint(activity, prop="kfm_proof_key"))
-    try:
+
+    def misplace() -> None:
+        graph_baseline.run("DROP CONSTRAINT kfm_activity_id")
+        graph_baseline.run(create_constraint(activity, prop="kfm_proof_key"))
+
+    with injected(misplace, lambda: restore_constraint(graph_baseline, "kfm_activity_id")):
         assert_fails(GRAPH + "test_graph_constraints_match_contract",
                      "kfm_activity_id (UNIQUENESS on :Activity(kfm_proof_key), contract UNIQUENESS on :Activity(id))")
-    finally:
-        graph_baseline.run("DROP CONSTRAINT kfm_activity_id IF EXISTS")
-        graph_baseline.run(create_constraint(activity))
-        graph_baseline.run("CALL db.awaitIndexes(60)")
 
 
 @pytest.mark.proves(GRAPH + "test_graph_constraints_match_contract")
 def test_constraint_missing(graph_baseline: Any) -> None:
-    item = next(c for c in contracts.load("graph")["constraints"] if c["name"] == "kfm_item_id")
-    graph_baseline.run("DROP CONSTRAINT kfm_item_id")
-    try:
+    with injected(lambda: graph_baseline.run("DROP CONSTRAINT kfm_item_id"),
+                  lambda: restore_constraint(graph_baseline, "kfm_item_id")):
         assert_fails(GRAPH + "test_graph_constraints_match_contract", "kfm_item_id (missing")
-    finally:
-        graph_baseline.run(create_constraint(item))
-        graph_baseline.run("CALL db.awaitIndexes(60)")
 
 
 # --------------------------------------------------------------------------- cache
 
 @pytest.mark.proves(CACHE + "test_cache_matview_populated")
 def test_matview_not_populated(matview_baseline: Any) -> None:
-    matview_baseline.execute("REFRESH MATERIALIZED VIEW kfm_cache.dataset_stats WITH NO DATA")
-    try:
+    with injected(lambda: matview_baseline.execute("REFRESH MATERIALIZED VIEW kfm_cache.dataset_stats WITH NO DATA"),
+                  lambda: matview_baseline.execute("REFRESH MATERIALIZED VIEW kfm_cache.dataset_stats")):
         assert_fails(CACHE + "test_cache_matview_populated", "kfm_cache.dataset_stats is not populated")
-    finally:
-        matview_baseline.execute("REFRESH MATERIALIZED VIEW kfm_cache.dataset_stats")
 
 
 @pytest.mark.proves(CACHE + "test_cache_matview_populated")
 def test_matview_unique_index_dropped(matview_baseline: Any) -> None:
-    definition = matview_baseline.execute(
-        "SELECT pg_get_indexdef('kfm_cache.dataset_stats_pk'::regclass)").fetchone()[0]
-    matview_baseline.execute("DROP INDEX kfm_cache.dataset_stats_pk")
-    try:
+    definition = matview_baseline.scalar("SELECT pg_get_indexdef('kfm_cache.dataset_stats_pk'::regclass)")
+    with injected(lambda: matview_baseline.execute("DROP INDEX kfm_cache.dataset_stats_pk"),
+                  lambda: matview_baseline.execute(definition)):
         assert_fails(CACHE + "test_cache_matview_populated", "unique index kfm_cache.dataset_stats_pk is missing")
-    finally:
-        matview_baseline.execute(definition)
 
 
 def summary_fields(dataset_id: str) -> dict[str, str]:
@@ -196,26 +184,25 @@ def summary_fields(dataset_id: str) -> dict[str, str]:
 
 @pytest.mark.proves(CACHE + "test_cache_summary_keys")
 def test_summary_key_without_ttl(cache_baseline: Any) -> None:
-    key = contracts.load("cache")["redis"]["summary_key"].format(dataset_id=f"{PROOF}-nottl")
-    cache_baseline.hset(key, mapping=summary_fields(f"{PROOF}-nottl"))
-    try:
+    key = summary_key(contracts.load("cache")["redis"]["summary_key"], f"{PROOF}-nottl")
+    with injected(lambda: cache_baseline.hset(key, mapping=summary_fields(f"{PROOF}-nottl")),
+                  lambda: cache_baseline.delete(key)):
         assert_fails(CACHE + "test_cache_summary_keys", "TTL outside", f"{key} (TTL none)")
-    finally:
-        cache_baseline.delete(key)
 
 
 @pytest.mark.proves(CACHE + "test_cache_summary_keys")
 def test_summary_key_missing_fields(cache_baseline: Any) -> None:
     redis_contract = contracts.load("cache")["redis"]
-    key = redis_contract["summary_key"].format(dataset_id=f"{PROOF}-partial")
+    key = summary_key(redis_contract["summary_key"], f"{PROOF}-partial")
     fields = summary_fields(f"{PROOF}-partial")
     del fields["content_hash"]
-    cache_baseline.hset(key, mapping=fields)
-    cache_baseline.expire(key, redis_contract["summary_ttl_seconds"])
-    try:
+
+    def partial() -> None:
+        cache_baseline.hset(key, mapping=fields)
+        cache_baseline.expire(key, redis_contract["summary_ttl_seconds"])
+
+    with injected(partial, lambda: cache_baseline.delete(key)):
         assert_fails(CACHE + "test_cache_summary_keys", "lack contract fields", f"{key} (hash; missing content_hash)")
-    finally:
-        cache_baseline.delete(key)
 
 
 @pytest.mark.proves(CACHE + "test_cache_meta_hash")
@@ -238,8 +225,6 @@ def test_health_and_contract_checks_pass_on_baseline(matview_baseline: Any, sear
                                                      graph_baseline: Any, cache_baseline: Any) -> None:
     """With the contract state in place (and no fault injected) every health and contract check passes,
     so each proof above fails its check because of the fault alone."""
-    from tests.helpers import run_checks
-
     results = run_checks("opschecks/health", "opschecks/contract")
     bad = {nodeid: f"{r.outcome}: {r.message[:300]}" for nodeid, r in results.items() if r.outcome != "passed"}
     assert len(results) >= 30 and not bad, bad

@@ -14,10 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from kfm_ops.checks_support import watermark_exceeded
+from kfm_ops import contracts
 from kfm_ops.settings import CheckSettings
-from tests.checks.conftest import PROOF, Holder, assert_fails, assert_fails_injected
+from kfm_ops.stores.search.cluster import watermark_exceeded
 from tests.helpers import run_check, run_checks, stack_binary
+from tests.plugins.baselines import restore_constraint
+from tests.plugins.faults import Holder, injected
+from tests.proving import PROOF, assert_fails, assert_fails_injected
 
 BLOCKED_LOCK_GRACE_SECONDS = CheckSettings().max_lock_wait_seconds
 CACHE_HIT_MIN_BLOCKS = CheckSettings().min_hit_ratio_blocks
@@ -73,15 +76,17 @@ def test_long_running_query(pg_sessions: Any) -> None:
 
 @pytest.mark.proves(PG + "test_postgis_no_idle_in_transaction")
 def test_idle_in_transaction(pg_sessions: Any) -> None:
-    conn = pg_sessions("idle-tx")
+    conn = _idle_in_transaction(pg_sessions("idle-tx"))  # pg_sessions ends the session (and its transaction)
+    assert_fails(PG + "test_postgis_no_idle_in_transaction", "idle in transaction longer than 1",
+                 f"pid {conn.info.backend_pid}", env={"KFM_CHECKS__MAX_IDLE_IN_TRANSACTION_SECONDS": "1"})
+
+
+def _idle_in_transaction(conn: Any) -> Any:
+    """Open a transaction on ``conn`` and leave it open for longer than a 1 s threshold."""
     conn.autocommit = False
-    conn.execute("SELECT 1")  # opens the transaction and leaves it open
+    conn.execute("SELECT 1")
     time.sleep(2.5)
-    try:
-        assert_fails(PG + "test_postgis_no_idle_in_transaction", "idle in transaction longer than 1",
-                     f"pid {conn.info.backend_pid}", env={"KFM_CHECKS__MAX_IDLE_IN_TRANSACTION_SECONDS": "1"})
-    finally:
-        conn.rollback()
+    return conn
 
 
 @pytest.mark.proves(PG + "test_postgis_xid_wraparound")
@@ -100,13 +105,11 @@ def test_blocked_lock(pg_sessions: Any) -> None:
     holder.execute("SELECT pg_advisory_lock(hashtext('kfm-proof-lock'))")
     waiter = Holder(pg_sessions("lock-waiter"), "SELECT pg_advisory_lock(hashtext('kfm-proof-lock'))")
     time.sleep(BLOCKED_LOCK_GRACE_SECONDS + 1.5)
-    try:
+    with injected(lambda: None, lambda: holder.execute("SELECT pg_advisory_unlock(hashtext('kfm-proof-lock'))")):
         assert_fails(PG + "test_postgis_no_blocked_locks", "blocked on locks",
                      f"pid {waiter.pid} blocked by [{holder.info.backend_pid}]")
-    finally:
-        holder.execute("SELECT pg_advisory_unlock(hashtext('kfm-proof-lock'))")
-        waiter.thread.join(10)
-        waiter.conn.execute("SELECT pg_advisory_unlock_all()")
+    waiter.thread.join(10)
+    waiter.conn.execute("SELECT pg_advisory_unlock_all()")
 
 
 @pytest.mark.proves(PG + "test_postgis_replication_lag")
@@ -121,12 +124,10 @@ def test_configured_standby_missing(scratch_postgres: Any) -> None:
                                f"@127.0.0.1:{port}/postgres", "KFM_POSTGIS__PASSWORD": ""}
     result = run_check(PG + "test_postgis_replication_lag", env=env)
     assert result.outcome == "passed", f"no standby configured yet, expected pass: {result.message}"
-    sql("SELECT pg_create_physical_replication_slot('kfm_proof_standby')")
-    try:
+    with injected(lambda: sql("SELECT pg_create_physical_replication_slot('kfm_proof_standby')"),
+                  lambda: sql("SELECT pg_drop_replication_slot('kfm_proof_standby')")):
         assert_fails(PG + "test_postgis_replication_lag", "replication slots have no standby attached",
                      "kfm_proof_standby", env=env)
-    finally:
-        sql("SELECT pg_drop_replication_slot('kfm_proof_standby')")
 
 
 @pytest.mark.proves(PG + "test_postgis_cache_hit_ratio")
@@ -199,18 +200,12 @@ def test_check_postgres_agrees_on_healthy_stack(kfm_settings: Any, owner_pg: Any
 
 def test_check_postgres_agrees_on_idle_in_transaction(kfm_settings: Any, pg_sessions: Any) -> None:
     """A session idle in transaction past a lowered threshold: both tools report it."""
-    conn = pg_sessions("idle-tx-agree")
-    conn.autocommit = False
-    conn.execute("SELECT 1")
-    time.sleep(2.5)
-    try:
-        code, output = check_postgres(kfm_settings, "txn_idle", "--critical=1 seconds")
-        assert code == 2 and "CRITICAL" in output, f"check_postgres txn_idle did not report: exit {code}: {output}"
-        assert kfm_settings.postgis.password.get_secret_value() not in output
-        assert_fails(PG + "test_postgis_no_idle_in_transaction", f"pid {conn.info.backend_pid}",
-                     env={"KFM_CHECKS__MAX_IDLE_IN_TRANSACTION_SECONDS": "1"})
-    finally:
-        conn.rollback()
+    conn = _idle_in_transaction(pg_sessions("idle-tx-agree"))
+    code, output = check_postgres(kfm_settings, "txn_idle", "--critical=1 seconds")
+    assert code == 2 and "CRITICAL" in output, f"check_postgres txn_idle did not report: exit {code}: {output}"
+    assert kfm_settings.postgis.password.get_secret_value() not in output
+    assert_fails(PG + "test_postgis_no_idle_in_transaction", f"pid {conn.info.backend_pid}",
+                 env={"KFM_CHECKS__MAX_IDLE_IN_TRANSACTION_SECONDS": "1"})
 
 
 def test_check_postgres_agrees_on_long_query(kfm_settings: Any, pg_sessions: Any) -> None:
@@ -240,16 +235,9 @@ def test_graph_database_missing() -> None:
 
 @pytest.mark.proves(GRAPH + "test_graph_constraints_online")
 def test_graph_constraint_dropped(graph_baseline: Any) -> None:
-    from kfm_ops import contracts
-    from tests.checks.conftest import create_constraint
-
-    place = next(c for c in contracts.load("graph")["constraints"] if c["name"] == "kfm_place_id")
-    graph_baseline.run("DROP CONSTRAINT kfm_place_id")
-    try:
+    with injected(lambda: graph_baseline.run("DROP CONSTRAINT kfm_place_id"),
+                  lambda: restore_constraint(graph_baseline, "kfm_place_id")):
         assert_fails(GRAPH + "test_graph_constraints_online", "contract constraints are missing", "kfm_place_id")
-    finally:
-        graph_baseline.run(create_constraint(place))
-        graph_baseline.run("CALL db.awaitIndexes(60)")
 
 
 # --------------------------------------------------------------------------- OpenSearch
@@ -295,15 +283,11 @@ def test_unassigned_primary(proof_index: Any) -> None:
 
 @pytest.mark.proves(SEARCH + "test_search_alias_single_index")
 def test_alias_on_two_indices(search_writer: Any, search_baseline: str, proof_index: Any) -> None:
-    from kfm_ops import contracts
-
     contract = contracts.load("search")
     second = proof_index("second", {"settings": contract["settings"], "mappings": contract["mappings"]})
-    search_writer.indices.put_alias(index=second, name=contract["alias"])
-    try:
+    with injected(lambda: search_writer.indices.put_alias(index=second, name=contract["alias"]),
+                  lambda: search_writer.indices.delete_alias(index=second, name=contract["alias"])):
         assert_fails(SEARCH + "test_search_alias_single_index", "resolves to 2 indices", search_baseline, second)
-    finally:
-        search_writer.indices.delete_alias(index=second, name=contract["alias"])
 
 
 @pytest.mark.proves(SEARCH + "test_search_disk_watermarks")

@@ -1,8 +1,8 @@
 """The kfm-ops pytest plugin (entry point ``pytest11: kfm_ops``).
 
 Options, markers, the report header with server versions, redaction of every
-report, and the public fixtures from :mod:`kfm_ops.fixtures`. It serves the
-checks in ``opschecks`` and any checks folder of a deployment's own.
+report, and the public fixtures from :mod:`.fixtures`. It serves the checks in
+``opschecks`` and any checks folder of a deployment's own.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from kfm_ops import log
-from kfm_ops.clients import describe, service_of
 from kfm_ops.errors import KfmError
-from kfm_ops.fixtures import (  # noqa: F401 — registered as fixtures by being here
+from kfm_ops.hub import ServiceHub
+from kfm_ops.pytest_plugin import assertions
+from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fixtures by being here
     HUB_KEY,
     RUN_ID_KEY,
-    SERVICE_FIXTURES,
     SETTINGS_KEY,
     cache,
     graph,
@@ -28,18 +28,20 @@ from kfm_ops.fixtures import (  # noqa: F401 — registered as fixtures by being
     kfm_hub,
     kfm_run_id,
     kfm_settings,
+    kfm_write_access,
     kfm_writer,
     llm,
     policy,
     postgis,
     search,
 )
-from kfm_ops.hub import ServiceHub
-from kfm_ops.privileges import write_capable
+from kfm_ops.pytest_plugin.privileges import write_capable
 from kfm_ops.redact import redact, redact_obj
-from kfm_ops.settings import load_settings
+from kfm_ops.settings import SERVICES, load_settings
 
 RISK_TIERS = ("low", "medium", "high")
+AREAS = ("health", "contract", "governance", "consistency")
+"""Check areas: a check in a folder of one of these names carries that marker."""
 
 
 # Marker signatures: calling one with a mark's arguments validates them.
@@ -54,16 +56,20 @@ def _proves(check: str) -> None:
 
 
 def _kfm_writable(*stores: str) -> None:
-    pass
+    unknown = [s for s in stores if s not in SERVICES]
+    if unknown:
+        raise ValueError(f"unknown store(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
 
 
 MARKERS: dict[str, tuple[str, Any]] = {
     "smoke": ("smoke: fast, cheap check run on every CI build and by `kfm-maint smoke`", None),
     "risk": ("risk(tier): cost and impact tier of a check: 'low', 'medium' or 'high'", _risk),
     "proves": ("proves(check_nodeid): this test injects the fault the named check targets", _proves),
-    "kfm_writable": ("kfm_writable(*stores): let this test use write-capable clients (kfm_writer)", _kfm_writable),
+    "kfm_writable": ("kfm_writable(*stores): let this test open write-capable stores (kfm_writer), "
+                     "only those named (all when none)", _kfm_writable),
     **{name: (f"{name}: touches the {name} service (added from the fixtures a test uses)", None)
-       for name in SERVICE_FIXTURES},
+       for name in SERVICES},
+    **{area: (f"{area}: a {area} check (added from its folder, opschecks/{area}/)", None) for area in AREAS},
 }
 
 
@@ -88,6 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["KFM_RUN_ID"] = run_id  # xdist workers inherit the controller's run_id
     log.configure(run_id=run_id, environment=settings.environment, component="opschecks",
                   level=settings.log_level, log_file=settings.log_file)
+    assertions.configure(first_n=settings.checks.first_n)
     config.stash[SETTINGS_KEY] = settings
     config.stash[RUN_ID_KEY] = run_id
     config.stash[HUB_KEY] = ServiceHub(settings)
@@ -103,8 +110,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     counts = {key: len(reports) for key, reports in terminalreporter.stats.items()
               if key in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
     _session_logger(config).info("checks.end", exit_status=int(exitstatus), **counts,
-                          duration_s=round(time.monotonic() - config.stash.get(_STARTED, time.monotonic()), 3),
-                          unreachable=config.stash[HUB_KEY].unavailable() if HUB_KEY in config.stash else [])
+                                 duration_s=round(time.monotonic() - config.stash.get(_STARTED, time.monotonic()), 3),
+                                 unreachable=config.stash[HUB_KEY].unavailable() if HUB_KEY in config.stash else [])
 
 
 _STARTED = pytest.StashKey[float]()
@@ -141,23 +148,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     signature(*mark.args, **mark.kwargs)
                 except (TypeError, ValueError) as exc:
                     errors.append(f"{item.nodeid}: @pytest.mark.{mark.name}: {exc}")
-        for name in SERVICE_FIXTURES:
+        for name in SERVICES:
             if name in getattr(item, "fixturenames", ()):
                 item.add_marker(name)
+        folder = item.path.parent.name
+        if folder in AREAS:
+            item.add_marker(folder)
     if errors:
         raise pytest.UsageError("invalid markers:\n  " + "\n  ".join(errors))
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A store error in the middle of a check (the service went away, answered an error) fails it in one line."""
+    try:
+        return (yield)
+    except KfmError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
-    error = call.excinfo.value if call.excinfo is not None else None
-    if error is not None and report.failed and not isinstance(error, AssertionError | pytest.fail.Exception):
-        # A driver error in the middle of a check (the service went away after its warm-up):
-        # lead with the service and the fault class instead of a bare driver traceback.
-        service = service_of(error)
-        if service:
-            report.longrepr = f"{service} failed during the check: {describe(error)}\n{report.longrepr}"
     # Failure text and captured output pass through the redactor before any reporter sees them.
     if report.longrepr is not None and not isinstance(report.longrepr, tuple):
         report.longrepr = redact(str(report.longrepr))

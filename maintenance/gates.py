@@ -19,10 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from kfm_ops.errors import ActionRefused, LockHeld
 from kfm_ops.redact import redact, redact_obj
+from kfm_ops.stores.postgis import PostgisStore
 
 CONFIRM_WORD = "PRODUCTION"
 _LOCK_CLASS = 0x4B464D  # "KFM": first key of every kfm-maint advisory lock
@@ -36,15 +35,6 @@ class Intent:
     dry_run: bool = False
     environment: str | None = None
     confirm: str = ""
-
-
-def database_environment(conn: psycopg.Connection) -> str | None:
-    """The environment marker the database carries (``kfm_ops.environment``), if any."""
-    exists = conn.execute("SELECT to_regclass('kfm_ops.environment') IS NOT NULL").fetchone()
-    if not (exists and exists[0]):
-        return None
-    row = conn.execute("SELECT name FROM kfm_ops.environment").fetchone()
-    return row[0] if row else None
 
 
 def check_intent(intent: Intent, *, settings_environment: str, database_marker: str | None) -> str:
@@ -83,17 +73,14 @@ def application_name(run_id: str, action: str) -> str:
 class StoreLocks:
     """Session-level advisory locks, one per store, on the control connection."""
 
-    def __init__(self, conn: psycopg.Connection, action: str) -> None:
+    def __init__(self, conn: PostgisStore, action: str) -> None:
         self.conn = conn
         self.action = action
         self.held: list[str] = []
 
     def acquire(self, stores: list[str]) -> None:
         for store in sorted(stores):  # a fixed order: two actions never deadlock
-            got = self.conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, store)
-            ).fetchone()
-            if not (got and got[0]):
+            if not self.conn.scalar("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, store)):
                 holder = self.holder(store)
                 self.release()
                 raise LockHeld(f"{self.action} (store {store})", holder)
@@ -119,7 +106,7 @@ class StoreLocks:
 class Ledger:
     """The ``kfm_ops.audit_ledger`` rows of one run."""
 
-    def __init__(self, conn: psycopg.Connection, *, run_id: str, action: str, actor: str, environment: str) -> None:
+    def __init__(self, conn: PostgisStore, *, run_id: str, action: str, actor: str, environment: str) -> None:
         self.conn = conn
         self.run_id = run_id
         self.action = action

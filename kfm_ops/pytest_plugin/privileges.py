@@ -8,9 +8,9 @@ finds such credentials; the probes themselves change nothing.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from kfm_ops.errors import KfmError
+from kfm_ops.errors import KfmError, ServiceError
+from kfm_ops.faults import PERMISSION
 from kfm_ops.hub import ServiceHub
 
 WRITABLE_SQL = """
@@ -21,21 +21,22 @@ ORDER BY 1 LIMIT 3
 """
 
 
-def _postgis(conn: Any) -> str | None:
-    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-    if superuser and superuser[0]:
+def _postgis(hub: ServiceHub) -> str | None:
+    store = hub.postgis()
+    if store.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
         return "the check role is a superuser"
-    tables = [r[0] for r in conn.execute(WRITABLE_SQL)]
+    tables = [r[0] for r in store.rows(WRITABLE_SQL)]
     return f"the check role can write {', '.join(tables)}" if tables else None
 
 
-def _cache(client: Any) -> str | None:
-    import redis
-
+def _cache(hub: ServiceHub) -> str | None:
+    client = hub.cache().client
     try:
         client.delete(f"kfm:privilege-probe:{uuid.uuid4().hex}")  # a write command on a key that does not exist
-    except redis.exceptions.NoPermissionError:
-        return None
+    except ServiceError as exc:
+        if exc.fault == PERMISSION:
+            return None
+        raise
     return f"the check user {client.acl_whoami()!r} may run write commands"
 
 
@@ -49,7 +50,7 @@ def write_capable(hub: ServiceHub) -> list[str]:
         if not hub.configured(service):
             continue
         try:
-            problem = probe(hub.client(service))
+            problem = probe(hub)
         except KfmError:
             continue  # unreachable: the checks themselves report it
         if problem:

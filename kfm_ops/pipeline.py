@@ -1,4 +1,4 @@
-"""One bounded loader for the derived stores: search bulk requests and graph upsert batches.
+"""Bounded work for the derived stores: chunking a stream, and at most N units in flight.
 
 The caller's iterator produces the next unit (reading PostGIS) while at most
 ``in_flight`` units are being written. The first failure, or SIGTERM, stops it:
@@ -11,14 +11,30 @@ from __future__ import annotations
 
 import contextvars
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-Unit = TypeVar("Unit")
+T = TypeVar("T")
 
 
-def run_bounded(units: Iterable[Unit], work: Callable[[Unit], int], *, in_flight: int, name: str,
+def chunks(items: Iterable[T], max_items: int, max_size: int | None = None,
+           size: Callable[[T], int] | None = None) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``max_items`` items and (one item aside) ``max_size`` of ``size(item)``."""
+    chunk: list[T] = []
+    total = 0
+    for item in items:
+        weight = size(item) if size is not None else 0
+        if chunk and (len(chunk) >= max_items or (max_size is not None and total + weight > max_size)):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += weight
+    if chunk:
+        yield chunk
+
+
+def run_bounded(units: Iterable[T], work: Callable[[T], int], *, in_flight: int, name: str,
                 on_done: Callable[[int], None] | None = None) -> int:
     """Apply ``work`` to every unit, at most ``in_flight`` at once; return the sum of its results."""
     done = 0

@@ -1,4 +1,4 @@
-"""OpenSearch via opensearch-py. Read clients refuse every request that could write."""
+"""opensearch-py transports: the search store's error boundary, its deadline and its read-only guard."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import time
 from typing import Any
 
 import orjson
-from opensearchpy import ConnectionError as OpenSearchConnectionError
-from opensearchpy import ConnectionTimeout, OpenSearch, Transport
+from opensearchpy import ConnectionTimeout, Transport
 from opensearchpy.serializer import JSONSerializer
 
-from kfm_ops.errors import ActionRefused
+from kfm_ops.errors import ActionRefused, Interrupted, KfmError
+from kfm_ops.faults import translate
 from kfm_ops.interrupt import STOP
-from kfm_ops.settings import SearchSettings
 
 # opensearch-py logs every failed request with its traceback at WARNING; kfm-ops reports
 # failures itself (service, fault class, hint), so only the client's errors are let through.
@@ -40,14 +39,23 @@ class DeadlineTransport(Transport):
     Socket timeouts bound each read, not the whole answer: a link that trickles a byte
     now and then would keep a request alive for ever. The request runs in a daemon
     thread; past the deadline it is abandoned (the process can still exit) and a
-    timeout is raised.
+    timeout is raised. Every driver error leaves as a ServiceError (the store's boundary).
     """
 
     deadline: float = 30.0
+    boundary: tuple[str, str] = ("search", "?")  # (service, host:port), set by the store
 
     def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return self._within_deadline(method, url, *args, **kwargs)
+        except KfmError:
+            raise
+        except Exception as exc:
+            raise translate(exc, *self.boundary) from exc
+
+    def _within_deadline(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if STOP.is_set():
-            raise OpenSearchConnectionError("N/A", "interrupted before the request was sent", None)
+            raise Interrupted("interrupted before the request was sent")
         outcome: dict[str, Any] = {}
 
         def work() -> None:
@@ -62,10 +70,9 @@ class DeadlineTransport(Transport):
         while worker.is_alive() and time.monotonic() < deadline and not STOP.is_set():
             worker.join(0.1)
         if worker.is_alive() and STOP.is_set():
-            raise OpenSearchConnectionError("N/A", "interrupted while waiting for an answer", None)
+            raise Interrupted("interrupted while waiting for an answer")
         if worker.is_alive():
-            raise ConnectionTimeout("TIMEOUT", f"no complete answer to {method} {url} within {self.deadline}s "
-                                    "(timeout)", None)
+            raise ConnectionTimeout("TIMEOUT", f"no complete answer to {method} {url} within {self.deadline}s", None)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["result"]
@@ -86,34 +93,3 @@ class ReadOnlyTransport(DeadlineTransport):
                 hint="writes to the search index go through kfm-maint actions",
             )
         return super().perform_request(method, url, *args, **kwargs)
-
-
-def open(section: SearchSettings, *, write: bool) -> OpenSearch:  # noqa: A001
-    auth = (section.username, section.password.get_secret_value()) if section.username and section.password else None
-    client = OpenSearch(
-        hosts=[section.url],
-        http_auth=auth,
-        verify_certs=section.verify_certs,
-        timeout=section.query_timeout,
-        # Writers retry what OpenSearch says is temporary: 429 (bulk queue full) and 502/503/504.
-        max_retries=3 if write else 0,
-        retry_on_status=(429, 502, 503, 504),
-        retry_on_timeout=write,
-        transport_class=DeadlineTransport if write else ReadOnlyTransport,
-        serializer=FastJSONSerializer(),
-    )
-    client.transport.deadline = section.query_timeout  # type: ignore[attr-defined]
-    return client
-
-
-def ping(client: OpenSearch) -> None:
-    client.info()
-
-
-def version(client: OpenSearch) -> str:
-    info = client.info()
-    return f"{info['version'].get('distribution', 'opensearch')} {info['version']['number']}"
-
-
-def close(client: OpenSearch) -> None:
-    client.close()

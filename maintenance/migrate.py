@@ -1,13 +1,12 @@
-"""Apply the canonical-schema migrations idempotently (owner connection only)."""
+"""Apply the kfm-ops schema migrations idempotently (owner connection only)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-import psycopg
-
 from kfm_ops import contracts
+from kfm_ops.stores.postgis import PostgisStore
 
 _BOOTSTRAP = """
 CREATE SCHEMA IF NOT EXISTS kfm_ops;
@@ -16,16 +15,15 @@ CREATE TABLE IF NOT EXISTS kfm_ops.schema_migrations (
 """
 
 
-def pending(conn: psycopg.Connection, override: Path | None = None) -> list[Path]:
+def pending(conn: PostgisStore, override: Path | None = None) -> list[Path]:
     """Migrations not yet recorded as applied (all of them on a fresh database)."""
-    exists = conn.execute("SELECT to_regclass('kfm_ops.schema_migrations') IS NOT NULL").fetchone()
     done: set[str] = set()
-    if exists and exists[0]:
-        done = {r[0] for r in conn.execute("SELECT name FROM kfm_ops.schema_migrations")}
+    if conn.exists("kfm_ops.schema_migrations"):
+        done = {r[0] for r in conn.rows("SELECT name FROM kfm_ops.schema_migrations")}
     return [p for p in contracts.migrations(override) if p.name not in done]
 
 
-def apply(conn: psycopg.Connection, override: Path | None = None) -> list[str]:
+def apply(conn: PostgisStore, override: Path | None = None) -> list[str]:
     """Apply every pending migration, each in its own transaction; return their names."""
     applied = []
     with conn.transaction():
@@ -35,7 +33,7 @@ def apply(conn: psycopg.Connection, override: Path | None = None) -> list[str]:
         sql = path.read_text(encoding="utf-8")
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('kfm-ops:migrate'))")
-            conn.execute(sql)  # type: ignore[call-overload]
+            conn.execute(sql)
             conn.execute(
                 "INSERT INTO kfm_ops.schema_migrations (name, checksum) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
                 (path.name, hashlib.sha256(sql.encode()).hexdigest()),

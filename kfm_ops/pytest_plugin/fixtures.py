@@ -1,0 +1,162 @@
+"""Public fixtures of the kfm-ops pytest plugin (``pytest --fixtures`` lists them).
+
+Layers: session settings → session hub → session read-only stores; writes are
+blocked by default: ``kfm_writer`` opens write-capable stores only for a test marked
+``kfm_writable(*stores)`` and only for those stores; ``kfm_write_access`` is the same
+door for session-level setup code (as pytest-django's ``django_db_blocker``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from kfm_ops import contracts as _contracts
+from kfm_ops.errors import KfmError, NotConfigured
+from kfm_ops.hub import ServiceHub
+from kfm_ops.settings import SERVICES, Settings
+
+if TYPE_CHECKING:  # the stores import their drivers when a check first uses one
+    from kfm_ops.stores.cache import CacheStore
+    from kfm_ops.stores.graph import GraphStore
+    from kfm_ops.stores.llm import LlmStore
+    from kfm_ops.stores.policy import PolicyStore
+    from kfm_ops.stores.postgis import PostgisStore
+    from kfm_ops.stores.search import SearchStore
+
+ContractLoader = Callable[[str], dict[str, Any]]
+"""What ``kfm_contract`` is: the contract called ``name`` (postgis, search, graph, cache)."""
+
+HUB_KEY = pytest.StashKey[ServiceHub]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
+RUN_ID_KEY = pytest.StashKey[str]()
+
+
+def _read_store(request: pytest.FixtureRequest, name: str) -> Any:
+    """Resolve a read-only store; skip when not configured, fail when unreachable."""
+    hub: ServiceHub = request.config.stash[HUB_KEY]
+    try:
+        return hub.client(name)
+    except NotConfigured as exc:
+        problem, not_configured = str(exc), True
+    except KfmError as exc:
+        problem, not_configured = str(exc), False
+    # Outside the except blocks, so the report shows one message, not a chained exception.
+    if not_configured and not hub.settings.require_all_services:
+        pytest.skip(problem)
+    pytest.fail(problem + (" and --kfm-require-all is set" if not_configured else ""), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kfm_settings(pytestconfig: pytest.Config) -> Settings:
+    """The harness settings (KFM_* variables, env file, secrets dir)."""
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def kfm_run_id(pytestconfig: pytest.Config) -> str:
+    """The run_id of this check session (also in logs and the JSON report)."""
+    return pytestconfig.stash[RUN_ID_KEY]
+
+
+@pytest.fixture(scope="session")
+def kfm_hub(pytestconfig: pytest.Config) -> ServiceHub:
+    """The read-only service hub shared by every check of the session."""
+    return pytestconfig.stash[HUB_KEY]
+
+
+@pytest.fixture(scope="session")
+def kfm_contract(kfm_settings: Settings) -> ContractLoader:
+    """Load a KFM contract by name: postgis, search, graph or cache."""
+    return lambda name: _contracts.load(name, kfm_settings.contracts_dir)
+
+
+@pytest.fixture(scope="session")
+def postgis(request: pytest.FixtureRequest) -> PostgisStore:
+    """Read-only canonical store (PostGIS): read-only sessions at the server, a statement timeout."""
+    store: PostgisStore = _read_store(request, "postgis")
+    return store
+
+
+@pytest.fixture(scope="session")
+def graph(request: pytest.FixtureRequest) -> GraphStore:
+    """Read-only knowledge graph (Neo4j): every query runs in a READ transaction."""
+    store: GraphStore = _read_store(request, "graph")
+    return store
+
+
+@pytest.fixture(scope="session")
+def search(request: pytest.FixtureRequest) -> SearchStore:
+    """Read-only search index (OpenSearch): write requests are refused in-process."""
+    store: SearchStore = _read_store(request, "search")
+    return store
+
+
+@pytest.fixture(scope="session")
+def cache(request: pytest.FixtureRequest) -> CacheStore:
+    """Derived cache (Redis), logged in as the read-only cache user."""
+    store: CacheStore = _read_store(request, "cache")
+    return store
+
+
+@pytest.fixture(scope="session")
+def policy(request: pytest.FixtureRequest) -> PolicyStore:
+    """The OPA policy gate: evaluates KFM policies, cannot change them."""
+    store: PolicyStore = _read_store(request, "policy")
+    return store
+
+
+@pytest.fixture(scope="session")
+def llm(request: pytest.FixtureRequest) -> LlmStore:
+    """The LLM runtime (OpenAI-compatible or Ollama flavour)."""
+    store: LlmStore = _read_store(request, "llm")
+    return store
+
+
+class WriteAccess:
+    """Hands out hubs whose write-capable stores are limited to the services asked for."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._hubs: dict[frozenset[str], ServiceHub] = {}
+
+    def hub(self, *stores: str) -> ServiceHub:
+        """A hub that may open writers for ``stores`` only (all services when none are named)."""
+        unknown = sorted(set(stores) - set(SERVICES))
+        if unknown:
+            raise pytest.UsageError(f"kfm_writable: unknown store(s) {', '.join(unknown)}; "
+                                    f"known: {', '.join(SERVICES)}")
+        key = frozenset(stores or SERVICES)
+        if key not in self._hubs:
+            self._hubs[key] = ServiceHub(self.settings, writes_allowed=True, writable=key,
+                                         application_name="kfm-ops-test")
+        return self._hubs[key]
+
+    def close(self) -> None:
+        for hub in self._hubs.values():
+            hub.close()
+        self._hubs.clear()
+
+
+@pytest.fixture(scope="session")
+def kfm_write_access(kfm_settings: Settings) -> Iterator[WriteAccess]:
+    """Write access for session-level setup code: ``kfm_write_access.hub("postgis")`` (tests use kfm_writer)."""
+    access = WriteAccess(kfm_settings)
+    yield access
+    access.close()
+
+
+@pytest.fixture
+def kfm_writer(request: pytest.FixtureRequest, kfm_write_access: WriteAccess) -> ServiceHub:
+    """Hub with write-capable stores; only for tests marked ``kfm_writable(*stores)``, only those stores."""
+    marker = request.node.get_closest_marker("kfm_writable")
+    if marker is None:
+        pytest.fail(
+            "kfm_writer refused: write access is blocked by default in check sessions. "
+            "Mark the test with @pytest.mark.kfm_writable (or kfm_writable('postgis', ...)) if it must mutate a store.",
+            pytrace=False,
+        )
+    return kfm_write_access.hub(*marker.args)
+

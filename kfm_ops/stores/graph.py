@@ -1,0 +1,164 @@
+"""The knowledge graph: Neo4j through the official driver.
+
+Read handles run every query in a READ transaction (the server refuses writes there);
+the writer variant runs WRITE transactions. Everything the harness asks of the graph —
+the (id, content_hash) stream, the constraints, the batched upserts of a sync — is here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar, LiteralString, cast
+
+import neo4j
+
+from kfm_ops.settings import GraphSettings
+from kfm_ops.stores.base import Store
+
+FETCH_SIZE = 250
+NEO4J_MAJOR = 5
+"""The Neo4j major version the graph contract is written for."""
+
+# One round trip per batch. Items whose content_hash and links_hash are unchanged stop at the WHERE;
+# changed and new items lose their outgoing relationships and get them re-CREATEd (no MERGE needed:
+# an item reaching the CREATEs has none left). Their WAS_DERIVED_FROM links come back in the
+# derived pass (:meth:`GraphStore.link_derived`), once every item exists.
+UPSERT_ITEMS = """
+UNWIND $rows AS r
+MERGE (i:Item {id: r.id})
+WITH i, r WHERE i.content_hash IS NULL OR i.content_hash <> r.content_hash
+                 OR i.links_hash IS NULL OR i.links_hash <> r.links_hash
+CALL { WITH i MATCH (i)-[old]->() DELETE old }
+SET i.dataset_id = r.dataset_id, i.title = r.title, i.sensitivity = r.sensitivity, i.geometry_wkt = r.geometry_wkt,
+    i.content_hash = r.content_hash, i.links_hash = r.links_hash, i.updated_at = r.updated_at
+WITH i, r
+CALL { WITH i, r MATCH (d:Dataset {id: r.dataset_id}) CREATE (i)-[:IN_DATASET]->(d) }
+CALL { WITH i, r MATCH (a:Activity {id: r.generated_by}) CREATE (i)-[:WAS_GENERATED_BY]->(a) }
+CALL { WITH i, r UNWIND r.places AS pid MATCH (p:Place {id: pid}) CREATE (i)-[:LOCATED_IN]->(p) }
+RETURN count(i) AS changed
+"""
+LINK_DERIVED = """
+UNWIND $rows AS r
+MATCH (i:Item {id: r.subject}) MATCH (s:Item {id: r.object})
+WITH i, s WHERE NOT (i)-[:WAS_DERIVED_FROM]->(s)
+CREATE (i)-[:WAS_DERIVED_FROM]->(s)
+RETURN count(*) AS created
+"""
+# The nodes items point at, keyed by id; each write sets all their contract properties.
+MERGE_NODES: dict[str, LiteralString] = {
+    "Dataset": "UNWIND $rows AS r MERGE (n:Dataset {id: r.id}) SET n += r",
+    "Activity": "UNWIND $rows AS r MERGE (n:Activity {id: r.id}) SET n += r",
+    "Place": "UNWIND $rows AS r MERGE (n:Place {id: r.id}) SET n += r",
+}
+MERGE_USED = ("UNWIND $rows AS r MATCH (a:Activity {id: r.activity}) MATCH (d:Dataset {id: r.dataset}) "
+              "MERGE (a)-[:USED]->(d)")
+
+
+def quoted(name: str) -> str:
+    """A Cypher identifier (label, property, constraint name) in backquotes."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+class GraphStore(Store[GraphSettings]):
+    """A driver plus the database and access mode every query of this store uses."""
+
+    service: ClassVar[str] = "graph"
+    label: ClassVar[str] = "neo4j"
+
+    def __init__(self, section: GraphSettings, *, write: bool = False) -> None:
+        super().__init__(section, write=write)
+        self.database = section.database
+        self.timeout = section.query_timeout
+        with self.errors():
+            self.driver = neo4j.GraphDatabase.driver(
+                section.url,
+                auth=(section.username, section.password.get_secret_value() if section.password else ""),
+                connection_timeout=section.connect_timeout,
+                connection_acquisition_timeout=section.connect_timeout + section.query_timeout,
+                max_transaction_retry_time=section.connect_timeout,
+                max_connection_pool_size=4,
+                # Records come in batches of fetch_size; a query that fails (times out) mid-result must
+                # still read the batch in flight before the connection is usable, so on a crawling link
+                # that batch decides how long failing takes: 1000 records of ~90 B at 2 kB/s is ~45 s, 250 ~11 s.
+                fetch_size=FETCH_SIZE,
+                user_agent="kfm-ops",
+                notifications_min_severity="OFF",  # server hints ("label does not exist") are not our output
+            )
+
+    def where(self, thing: str = "") -> str:
+        return f"{self.label} {self.address} database {self.database}" + (f" {thing}" if thing else "")
+
+    def run(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Run one query in its own transaction and return the records as dicts."""
+        mode = neo4j.WRITE_ACCESS if self.write else neo4j.READ_ACCESS
+        with self.errors(), self.driver.session(database=self.database, default_access_mode=mode) as session:
+
+            @neo4j.unit_of_work(timeout=self.timeout)
+            def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
+                return [r.data() for r in tx.run(cast(LiteralString, query), params)]
+
+            execute = session.execute_write if self.write else session.execute_read
+            return execute(work)
+
+    # --- reading
+    def item_pairs(self, *, batch: int = 10_000) -> Iterator[tuple[str, str]]:
+        """(id, content_hash) of the Item nodes, id-ordered, in keyset pages on the constrained id."""
+        after = ""
+        while True:
+            rows = self.run("MATCH (i:Item) WHERE i.id > $after RETURN i.id AS id, i.content_hash AS h "
+                            "ORDER BY i.id LIMIT $n", after=after, n=batch)
+            if not rows:
+                return
+            for row in rows:
+                yield row["id"], row["h"] or ""
+            after = rows[-1]["id"]
+
+    def count(self, label: str) -> int:
+        return int(self.run(f"MATCH (n:{quoted(label)}) RETURN count(n) AS n")[0]["n"])
+
+    # --- writing (a writer store)
+    def ensure_constraints(self, constraints: list[dict[str, str]]) -> int:
+        """Create the contract's uniqueness constraints that are missing; return how many were created."""
+        existing = {r["name"] for r in self.run("SHOW CONSTRAINTS YIELD name RETURN name")}
+        created = 0
+        for c in constraints:
+            if c["name"] not in existing:
+                self.run(f"CREATE CONSTRAINT {quoted(c['name'])} IF NOT EXISTS FOR (n:{quoted(c['label'])}) "
+                         f"REQUIRE n.{quoted(c['property'])} IS UNIQUE")
+                created += 1
+        return created
+
+    def merge_nodes(self, label: str, rows: list[dict[str, Any]]) -> None:
+        self.run(MERGE_NODES[label], rows=rows)
+
+    def merge_used(self, rows: list[dict[str, Any]]) -> None:
+        self.run(MERGE_USED, rows=rows)
+
+    def upsert_items(self, rows: list[dict[str, Any]]) -> int:
+        """Upsert a batch of items with their relationships; return how many changed."""
+        return int(self.run(UPSERT_ITEMS, rows=rows)[0]["changed"])
+
+    def link_derived(self, rows: list[dict[str, Any]]) -> int:
+        """Create the missing WAS_DERIVED_FROM links of a batch; return how many were created."""
+        return int(self.run(LINK_DERIVED, rows=rows)[0]["created"])
+
+    def delete_items(self, ids: list[str]) -> None:
+        if ids:
+            self.run("UNWIND $ids AS id MATCH (i:Item {id: id}) DETACH DELETE i", ids=ids)
+
+    def delete_datasets_except(self, ids: list[str]) -> None:
+        self.run("MATCH (d:Dataset) WHERE NOT d.id IN $ids DETACH DELETE d", ids=ids)
+
+    # --- Store
+    def ping(self) -> None:
+        with self.errors():
+            self.driver.verify_connectivity()
+        self.run("RETURN 1 AS ok")
+
+    def version(self) -> str:
+        rows = self.run("CALL dbms.components() YIELD name, versions, edition "
+                        "RETURN name, versions[0] AS v, edition")
+        return ", ".join(f"{r['name']} {r['v']} ({r['edition']})" for r in rows)
+
+    def close(self) -> None:
+        self.driver.close()

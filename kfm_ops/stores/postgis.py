@@ -1,0 +1,190 @@
+"""The canonical store: PostgreSQL + PostGIS through psycopg 3.
+
+Read sessions are read-only at the server (``default_transaction_read_only``, a
+statement timeout); write sessions (actions only) have no statement timeout but a lock
+timeout. What "published" means is written once, in the harness's own schema: the view
+``kfm_ops.published_items`` (migration 005); every check, action and bench reads it.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar, LiteralString, cast
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import RowFactory, dict_row, tuple_row
+
+from kfm_ops.errors import UsageError
+from kfm_ops.settings import PostgisSettings
+from kfm_ops.stores.base import Store
+
+PUBLISHED_ITEMS = "kfm_ops.published_items"
+"""The view of published items (an item of a dataset whose status is 'published')."""
+PUBLISHED_DATASETS = "kfm_ops.published_datasets"
+"""The view of published datasets."""
+
+PUBLISHED_PAIRS_SQL = f'SELECT id, content_hash FROM {PUBLISHED_ITEMS} ORDER BY id COLLATE "C"'
+Pair = tuple[str, str]
+
+
+class PostgisStore(Store[PostgisSettings]):
+    """One psycopg connection (autocommit) to the canonical store; driver errors leave as ServiceError."""
+
+    service: ClassVar[str] = "postgis"
+    label: ClassVar[str] = "postgis"
+
+    def __init__(self, section: PostgisSettings, *, write: bool = False, application_name: str = "kfm-ops") -> None:
+        super().__init__(section, write=write)
+        if write and not section.write_dsn:
+            raise UsageError("postgis write access needs KFM_POSTGIS__WRITE_DSN",
+                             hint="set the owner DSN for kfm-maint")
+        self.dsn = (section.write_dsn if write else section.dsn) or ""
+        secret = section.write_password if write else section.password
+        timeout_ms = int(section.query_timeout * 1000)
+        if write:
+            # Actions run long statements on purpose (COPY, REFRESH … CONCURRENTLY, a million-row
+            # INSERT … SELECT): no statement timeout, but never wait long for someone else's lock.
+            options = f"-c statement_timeout=0 -c lock_timeout={timeout_ms}"
+        else:
+            options = f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on"
+        with self.errors():
+            self._reachable()
+            self.conn: psycopg.Connection[Any] = psycopg.connect(
+                self.dsn,
+                password=secret.get_secret_value() if secret else None,
+                connect_timeout=max(2, math.ceil(section.connect_timeout)),
+                options=options,
+                application_name=application_name,
+                autocommit=True,
+                # A peer that vanishes mid-statement is noticed by the kernel, not waited for forever.
+                keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+                tcp_user_timeout=timeout_ms,
+            )
+
+    @property
+    def address(self) -> str:
+        parts = urlsplit(self.dsn)
+        return f"{parts.hostname or '?'}:{parts.port}" if parts.port else (parts.hostname or "?")
+
+    def _reachable(self) -> None:
+        """A plain TCP connect first: libpq reports every failure as one error type, the socket by its own."""
+        parts = urlsplit(self.dsn)
+        if parts.hostname and not parts.hostname.startswith("/"):
+            socket.create_connection((parts.hostname, parts.port or 5432),
+                                     timeout=self.section.connect_timeout).close()
+
+    # --- queries
+    def execute(self, query: str, params: Any = None) -> psycopg.Cursor[Any]:
+        """Run one statement; the cursor holds its rows already (client-side), so reading them cannot fail."""
+        with self.errors():
+            return self.conn.execute(cast(LiteralString, query), params)
+
+    def rows(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Every row of ``query``."""
+        return self.execute(query, params).fetchall()
+
+    def dicts(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        """Every row of ``query`` as a dict."""
+        with self.errors(), self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(cast(LiteralString, query), params).fetchall()
+
+    def one(self, query: str, params: Any = None) -> tuple[Any, ...]:
+        """The first row of a query that always returns one (an aggregate, a setting)."""
+        row = self.execute(query, params).fetchone()
+        if row is None:
+            raise AssertionError(f"query returned no row: {query[:80]}")  # a bug in the query, not the store
+        return cast(tuple[Any, ...], row)
+
+    def scalar(self, query: str, params: Any = None) -> Any:
+        """The first column of the first row."""
+        return self.one(query, params)[0]
+
+    def stream(self, query: str, params: Any = None, *, batch: int = 10_000,
+               row_factory: RowFactory[Any] | None = None) -> Iterator[Any]:
+        """Rows of ``query`` through a server-side cursor, ``batch`` at a time: memory flat at any size."""
+        name = f"kfm_stream_{uuid.uuid4().hex[:8]}"
+        with self.errors(), self.conn.transaction(), \
+                self.conn.cursor(name=name, row_factory=row_factory or tuple_row) as cur:
+            cur.itersize = batch
+            cur.execute(cast(LiteralString, query), params)
+            yield from cur
+
+    def stream_dicts(self, query: str, params: Any = None, *, batch: int = 10_000) -> Iterator[dict[str, Any]]:
+        """:meth:`stream` with each row a dict."""
+        return cast(Iterator[dict[str, Any]], self.stream(query, params, batch=batch, row_factory=dict_row))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around the block (committed on success, rolled back on error)."""
+        with self.errors(), self.conn.transaction():
+            yield
+
+    def copy(self, statement: str, rows: Iterable[tuple[Any, ...]]) -> int:
+        """``COPY … FROM STDIN`` of ``rows``; returns how many were written."""
+        written = 0
+        with self.errors(), self.conn.cursor() as cur, cur.copy(cast(LiteralString, statement)) as copy:
+            for row in rows:
+                copy.write_row(row)
+                written += 1
+        return written
+
+    def exists(self, relation: str) -> bool:
+        """Whether ``schema.name`` (a table, view or materialized view) exists."""
+        return bool(self.scalar("SELECT to_regclass(%s) IS NOT NULL", (relation,)))
+
+    @property
+    def backend_pid(self) -> int:
+        return int(self.conn.info.backend_pid)
+
+    # --- the store's own reading
+    def published_pairs(self, *, batch: int = 10_000) -> Iterator[Pair]:
+        """(id, content_hash) of the published items, in byte order of the ids, memory flat."""
+        yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
+
+    def published_count(self) -> tuple[int, datetime | None]:
+        """How many items are published, and the newest ``updated_at`` among them."""
+        count, newest = self.one(f"SELECT count(*), max(updated_at) FROM {PUBLISHED_ITEMS}")
+        return int(count), newest
+
+    def environment_marker(self) -> str | None:
+        """The environment this database says it is (``kfm_ops.environment``), if it carries a marker."""
+        if not self.exists("kfm_ops.environment"):
+            return None
+        row = self.execute("SELECT name FROM kfm_ops.environment").fetchone()
+        return row[0] if row else None
+
+    def record_watermark(self, store: str, watermark: datetime | None, run_id: str) -> None:
+        """Record how far ``store`` is synced (``kfm_ops.sync_watermarks``)."""
+        if watermark is None:
+            return
+        self.execute(
+            "INSERT INTO kfm_ops.sync_watermarks (store, watermark, run_id, synced_at) VALUES (%s, %s, %s, now()) "
+            "ON CONFLICT (store) DO UPDATE SET watermark = excluded.watermark, run_id = excluded.run_id, "
+            "synced_at = excluded.synced_at",
+            (store, watermark, run_id),
+        )
+
+    # --- Store
+    def ping(self) -> None:
+        self.execute("SELECT 1")
+
+    def version(self) -> str:
+        server, postgis = self.one(
+            "SELECT current_setting('server_version'), "
+            "(SELECT extversion FROM pg_extension WHERE extname = 'postgis')")
+        return f"PostgreSQL {server}, PostGIS {postgis or 'absent'}"
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def identifier(name: str) -> pgsql.Composable:
+    """A quoted ``schema.name`` for SQL composed at run time."""
+    return pgsql.Identifier(*name.split("."))

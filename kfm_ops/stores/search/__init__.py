@@ -1,0 +1,57 @@
+"""The search index: OpenSearch through opensearch-py — everything about it lives in this package.
+
+- this module: :class:`SearchStore` (the client, read-only by construction or a writer);
+- :mod:`.transport`: the transports (a deadline per request, writes refused for readers,
+  driver errors translated at the boundary);
+- :mod:`.reading`: point-in-time pages, (id, content_hash) streams, the digest;
+- :mod:`.indices`: the versioned indices, their ``_meta`` state, the alias swap, pruning;
+- :mod:`.bulk`: the bounded bulk loader with push-back (429) handling.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from opensearchpy import OpenSearch
+
+from kfm_ops.settings import SearchSettings
+from kfm_ops.stores.base import Store
+from kfm_ops.stores.search.transport import DeadlineTransport, FastJSONSerializer, ReadOnlyTransport
+
+
+class SearchStore(Store[SearchSettings]):
+    """An opensearch-py client whose transport translates driver errors and, for readers, refuses writes."""
+
+    service: ClassVar[str] = "search"
+    label: ClassVar[str] = "opensearch"
+
+    def __init__(self, section: SearchSettings, *, write: bool = False) -> None:
+        super().__init__(section, write=write)
+        auth = ((section.username, section.password.get_secret_value())
+                if section.username and section.password else None)
+        self.client = OpenSearch(
+            hosts=[section.url],
+            http_auth=auth,
+            verify_certs=section.verify_certs,
+            timeout=section.query_timeout,
+            # Writers retry what OpenSearch says is temporary: 429 (bulk queue full) and 502/503/504.
+            max_retries=3 if write else 0,
+            retry_on_status=(429, 502, 503, 504),
+            retry_on_timeout=write,
+            transport_class=DeadlineTransport if write else ReadOnlyTransport,
+            serializer=FastJSONSerializer(),
+        )
+        transport = self.client.transport
+        assert isinstance(transport, DeadlineTransport)
+        transport.deadline = section.query_timeout
+        transport.boundary = (self.service, self.address)
+
+    def ping(self) -> None:
+        self.client.info()
+
+    def version(self) -> str:
+        info = self.client.info()
+        return f"{info['version'].get('distribution', 'opensearch')} {info['version']['number']}"
+
+    def close(self) -> None:
+        self.client.close()

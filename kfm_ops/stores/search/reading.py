@@ -1,0 +1,133 @@
+"""Reading a search index in full: point-in-time pages, (id, content_hash) streams, the digest.
+
+Streams read doc values only (no stored field, not even ``_id``), page by page through a
+point in time, so a million documents cost the client a page at a time. The digest
+(:mod:`kfm_ops.digest`) is computed on the cluster by a painless aggregation; a cluster
+that refuses inline scripts gets the same numbers from a read-back of every document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from kfm_ops import log
+from kfm_ops.digest import MOD, PRIMES, Digest
+from kfm_ops.errors import ServiceError
+from kfm_ops.faults import BAD_REQUEST, TIMEOUT
+
+Pair = tuple[str, str]
+ID_ORDER = [{"id": "asc"}]
+
+# The same arithmetic as Digest.of: (x * 65536 + unit) % p stays below 2**47, products below 2**62.
+_MAP_SCRIPT = """
+long residue(String s, long p) {
+  long x = 0L;
+  for (int k = 0; k < s.length(); ++k) { x = (x * 65536L + (long) s.charAt(k)) % p; }
+  return x;
+}
+String id = doc['id'].size() == 0 ? '' : doc['id'].value;
+String h = doc['content_hash'].size() == 0 ? '' : doc['content_hash'].value;
+state.n += 1L;
+state.a += residue(id, params.p1) * residue(h, params.p1);
+state.b += residue(id, params.p2) * residue(h, params.p2);
+"""
+_AGGREGATION = {"scripted_metric": {
+    "init_script": "state.n = 0L; state.a = 0L; state.b = 0L",
+    "map_script": _MAP_SCRIPT,
+    "combine_script": "return state",
+    "reduce_script": "long n = 0L; long a = 0L; long b = 0L; "
+                     "for (s in states) { if (s != null) { n += s.n; a += s.a; b += s.b } } "
+                     "return ['n': n, 'a': Long.toUnsignedString(a), 'b': Long.toUnsignedString(b)]",
+    "params": {"p1": PRIMES[0], "p2": PRIMES[1]},
+}}
+
+
+def pit_pairs(client: OpenSearch, pit: str, *, sort: list[Any], after: list[Any] | None = None,
+              batch: int = 10_000, keep_alive: str = "2m") -> Iterator[tuple[Any, Pair]]:
+    """(sort value, pair) of every document of a point in time past ``after``, from doc values, page by page."""
+    while True:
+        body: dict[str, Any] = {
+            "size": batch,
+            "stored_fields": "_none_",  # doc values only: no stored field (not even _id) is loaded
+            "docvalue_fields": ["id", "content_hash"],
+            "sort": sort,
+            "pit": {"id": pit, "keep_alive": keep_alive},
+            "track_total_hits": False,
+        }
+        if after is not None:
+            body["search_after"] = after
+        found = client.search(body=body, params={"filter_path": "hits.hits.fields,hits.hits.sort"})
+        hits = found.get("hits", {}).get("hits", [])
+        if not hits:
+            return
+        for hit in hits:
+            fields = hit.get("fields", {})
+            yield hit["sort"][0], ((fields.get("id") or [""])[0], (fields.get("content_hash") or [""])[0])
+        after = hits[-1]["sort"]
+
+
+def search_pairs(client: OpenSearch, index: str, *, batch: int = 10_000, keep_alive: str = "2m") -> Iterator[Pair]:
+    """Documents of ``index``, id-ordered, via point-in-time + search_after."""
+    pit = client.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"]
+    try:
+        for _, pair in pit_pairs(client, pit, sort=ID_ORDER, batch=batch, keep_alive=keep_alive):
+            yield pair
+    finally:
+        client.delete_pit(body={"pit_id": [pit]})
+
+
+def search_digest(client: OpenSearch, index: str) -> Digest:
+    """The digest of a search index (or alias): server-side, or read back where scripts are refused.
+
+    The aggregation reads doc values on the cluster and ships three numbers. A cluster
+    that refuses inline scripts (or is too slow for one request) gets the read-back.
+    """
+    try:
+        found = client.search(index=index, body={"size": 0, "track_total_hits": False,
+                                                 "aggs": {"digest": _AGGREGATION}},
+                              params={"request_cache": "false"})
+    except ServiceError as exc:
+        if exc.fault not in (BAD_REQUEST, TIMEOUT):
+            raise
+        log.get_logger().info("digest.read_back", index=index, reason=exc.reason)
+        return read_back_digest(client, index)
+    value = found["aggregations"]["digest"]["value"]
+    return Digest(int(value["n"]), int(value["a"]) % MOD, int(value["b"]) % MOD)
+
+
+def read_back_digest(client: OpenSearch, index: str, *, parts: int = 2, batch: int = 10_000,
+                     keep_alive: str = "2m") -> Digest:
+    """The digest from every document's doc values, read in index order by ``parts`` readers at once.
+
+    On a single shard ``_doc`` is one total order of a point in time, so [0, s) and
+    [s, ∞) split the documents exactly, whatever s is; each page costs only itself.
+    Any other layout is read in id order, correct for all.
+    """
+    created = client.create_pit(index=index, params={"keep_alive": keep_alive})
+    pit = created["pit_id"]
+    try:
+        if created.get("_shards", {}).get("total") != 1:
+            return Digest.of(pair for _, pair in pit_pairs(client, pit, sort=ID_ORDER, batch=batch,
+                                                           keep_alive=keep_alive))
+        docs = client.indices.stats(index=index, metric="docs")["_all"]["primaries"]["docs"]
+        size = int(docs.get("count", 0)) + int(docs.get("deleted", 0))
+        bounds: list[int | None] = [size * k // parts for k in range(parts)] + [None]
+        with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="kfm-digest") as pool:
+            return Digest.combine(pool.map(lambda k: Digest.of(_index_order_pairs(
+                client, pit, bounds[k] or 0, bounds[k + 1], batch=batch, keep_alive=keep_alive)), range(parts)))
+    finally:
+        client.delete_pit(body={"pit_id": [pit]})
+
+
+def _index_order_pairs(client: OpenSearch, pit: str, lo: int, hi: int | None, *, batch: int,
+                       keep_alive: str) -> Iterator[Pair]:
+    """Pairs whose index-order position (the ``_doc`` sort value) is in [lo, hi)."""
+    for position, pair in pit_pairs(client, pit, sort=["_doc"], after=[lo - 1] if lo > 0 else None, batch=batch,
+                                    keep_alive=keep_alive):
+        if hi is not None and position >= hi:
+            return
+        yield pair

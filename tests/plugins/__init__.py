@@ -1,0 +1,1 @@
+"""Small pytest plugins of kfm-ops's own test suite (loaded by tests/conftest.py)."""

@@ -1,0 +1,54 @@
+"""Write access to the local stack for the tests, through the same gate users get (``kfm_write_access``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kfm_ops.hub import ServiceHub
+from kfm_ops.pytest_plugin.fixtures import WriteAccess
+from kfm_ops.stores.graph import GraphStore
+from kfm_ops.stores.postgis import PostgisStore
+
+WRITABLE = ("postgis", "graph", "search", "cache")
+
+
+@pytest.fixture(scope="session")
+def stack(kfm_write_access: WriteAccess) -> ServiceHub:
+    """Hub with write access to the four data stores of the local stack (for injecting and restoring faults)."""
+    return kfm_write_access.hub(*WRITABLE)
+
+
+@pytest.fixture(scope="session")
+def owner_pg(stack: ServiceHub) -> PostgisStore:
+    """Owner session on the canonical store (autocommit)."""
+    return stack.postgis(write=True)
+
+
+@pytest.fixture(scope="session")
+def graph_writer(stack: ServiceHub) -> GraphStore:
+    """The graph in WRITE access mode."""
+    return stack.graph(write=True)
+
+
+@pytest.fixture(scope="session")
+def search_writer(stack: ServiceHub) -> Any:
+    """An opensearch-py client without the read-only transport."""
+    return stack.search(write=True).client
+
+
+@pytest.fixture(scope="session")
+def cache_writer(stack: ServiceHub) -> Any:
+    """A redis-py client logged in as the cache owner."""
+    return stack.cache(write=True).client
+
+
+@pytest.fixture(scope="session")
+def catalog() -> None:
+    """The sample catalog loaded and derived into every store (idempotent: fast when already there)."""
+    from tests.helpers import kfm_maint
+
+    for args in (["sample-data", "init"], ["reindex", "--targets", "search,graph", "--prune"], ["cache", "rebuild"]):
+        proc = kfm_maint(*args, "--no-verify")
+        assert proc.returncode == 0, f"kfm-maint {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
