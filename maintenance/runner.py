@@ -81,6 +81,7 @@ def _run(action: Action[Any], inv: Invocation, hub: ServiceHub, report: Report) 
     marker = control.environment_marker()
     target = gates.check_intent(inv.intent, settings_environment=inv.settings.environment, database_marker=marker)
 
+    _require_current_schema(action, control, inv.settings)
     t = time.monotonic()
     plan = action.plan(hub)
     _step(report, action.name, "plan")(t)
@@ -154,6 +155,17 @@ def _apply_error(action: Action[Any], exc: BaseException) -> KfmError:
                            exc_info=True)
     return KfmError(f"{action.name} failed at step 'apply': internal error: {type(exc).__name__}: {exc}",
                     hint="a bug in kfm-ops; the log has the details (KFM_LOG_LEVEL=debug)")
+
+
+def _require_current_schema(action: Action[Any], conn: PostgisStore, settings: Settings) -> None:
+    """Actions read the harness's own views: they refuse a kfm_ops schema older than this kfm-ops."""
+    if action.bootstraps_schema or not conn.exists("kfm_ops.schema_migrations"):
+        return  # a fresh database: _ensure_ops_schema says what to do
+    pending = [p.name for p in migrate.pending(conn, settings.contracts_dir)]
+    if pending:
+        raise ActionFailed(action.name, "preflight", f"the kfm_ops schema is older than this kfm-ops: "
+                           f"{len(pending)} migrations pending ({', '.join(pending)})",
+                           hint="run `kfm-maint migrate` first (read its plan with --dry-run)")
 
 
 def _ensure_ops_schema(action: Action[Any], conn: PostgisStore, settings: Settings) -> None:
