@@ -150,7 +150,7 @@ class _SecretsDirSource(EnvSettingsSource):
         self._directory = directory
         super().__init__(settings_cls)
 
-    def _load_env_vars(self) -> dict[str, str | None]:  # type: ignore[override]
+    def _load_env_vars(self) -> dict[str, str | None]:
         if not self._directory or not self._directory.is_dir():
             return {}
         found: dict[str, str | None] = {}
@@ -230,7 +230,7 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     if not Path(env_file).is_file() and env_file != ".env":
         raise UsageError(f"settings file {str(env_file)!r} does not exist", hint="fix KFM_ENV_FILE / --kfm-env-file")
     try:
-        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         problems = "; ".join(_describe(e) for e in exc.errors())
         raise UsageError(f"invalid settings: {problems}", hint="see README 'Configuration'") from None

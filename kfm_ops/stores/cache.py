@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import redis
 from redis.client import Pipeline
@@ -25,7 +25,14 @@ SCAN_COUNT = 500
 """COUNT hint of each SCAN step over the summary keys."""
 
 
-class _Redis(redis.Redis):
+if TYPE_CHECKING:  # redis-py's classes are generic only in its stubs
+    _RedisBase = redis.Redis[str]
+    _PipelineBase = Pipeline[str]
+else:
+    _RedisBase, _PipelineBase = redis.Redis, Pipeline
+
+
+class _Redis(_RedisBase):
     """A client whose every command translates driver errors (the cache store's boundary)."""
 
     boundary: tuple[str, str] = ("cache", "?")
@@ -38,13 +45,13 @@ class _Redis(redis.Redis):
         except Exception as exc:
             raise translate(exc, *self.boundary) from exc
 
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _PipelineBase:
         pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.boundary = self.boundary
         return pipe
 
 
-class _Pipeline(Pipeline):
+class _Pipeline(_PipelineBase):
     boundary: tuple[str, str] = ("cache", "?")
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
@@ -101,7 +108,7 @@ class CacheStore(Store[CacheSettings]):
     def swap_index(self, staging: str, index_key: str, members: bool) -> None:
         """Put the staging index set in place of the live one atomically (RENAME); no members: delete it."""
         if members:
-            self.client.rename(staging, index_key)
+            self.client.rename(staging, index_key)  # type: ignore[no-untyped-call]
         else:
             self.client.delete(index_key)
 

@@ -8,7 +8,7 @@ the (id, content_hash) stream, the constraints, the batched upserts of a sync â€
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar, LiteralString, cast
+from typing import Any, ClassVar
 
 import neo4j
 
@@ -45,7 +45,7 @@ CREATE (i)-[:WAS_DERIVED_FROM]->(s)
 RETURN count(*) AS created
 """
 # The nodes items point at, keyed by id; each write sets all their contract properties.
-MERGE_NODES: dict[str, LiteralString] = {
+MERGE_NODES: dict[str, str] = {
     "Dataset": "UNWIND $rows AS r MERGE (n:Dataset {id: r.id}) SET n += r",
     "Activity": "UNWIND $rows AS r MERGE (n:Activity {id: r.id}) SET n += r",
     "Place": "UNWIND $rows AS r MERGE (n:Place {id: r.id}) SET n += r",
@@ -95,7 +95,7 @@ class GraphStore(Store[GraphSettings]):
 
             @neo4j.unit_of_work(timeout=self.timeout)
             def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
-                return [r.data() for r in tx.run(cast(LiteralString, query), params)]
+                return [r.data() for r in tx.run(query, params)]
 
             execute = session.execute_write if self.write else session.execute_read
             return execute(work)

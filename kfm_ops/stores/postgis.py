@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, ClassVar, LiteralString, cast
+from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import psycopg
@@ -84,7 +84,7 @@ class PostgisStore(Store[PostgisSettings]):
     def execute(self, query: str, params: Any = None) -> psycopg.Cursor[Any]:
         """Run one statement; the cursor holds its rows already (client-side), so reading them cannot fail."""
         with self.errors():
-            return self.conn.execute(cast(LiteralString, query), params)
+            return self.conn.execute(query, params)
 
     def rows(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Every row of ``query``."""
@@ -93,7 +93,7 @@ class PostgisStore(Store[PostgisSettings]):
     def dicts(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         """Every row of ``query`` as a dict."""
         with self.errors(), self.conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(cast(LiteralString, query), params).fetchall()
+            return cur.execute(query, params).fetchall()
 
     def one(self, query: str, params: Any = None) -> tuple[Any, ...]:
         """The first row of a query that always returns one (an aggregate, a setting)."""
@@ -113,7 +113,7 @@ class PostgisStore(Store[PostgisSettings]):
         with self.errors(), self.conn.transaction(), \
                 self.conn.cursor(name=name, row_factory=row_factory or tuple_row) as cur:
             cur.itersize = batch
-            cur.execute(cast(LiteralString, query), params)
+            cur.execute(query, params)
             yield from cur
 
     def stream_dicts(self, query: str, params: Any = None, *, batch: int = 10_000) -> Iterator[dict[str, Any]]:
@@ -129,7 +129,7 @@ class PostgisStore(Store[PostgisSettings]):
     def copy(self, statement: str, rows: Iterable[tuple[Any, ...]]) -> int:
         """``COPY … FROM STDIN`` of ``rows``; returns how many were written."""
         written = 0
-        with self.errors(), self.conn.cursor() as cur, cur.copy(cast(LiteralString, statement)) as copy:
+        with self.errors(), self.conn.cursor() as cur, cur.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
                 written += 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
 
+from kfm_ops import contracts
 from kfm_ops.pytest_plugin.assertions import expect, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.settings import Settings
 from kfm_ops.stores.postgis import PostgisStore
 
 MIGRATE_HINT = "run `kfm-maint migrate` (the schema is kfm_ops/contracts/postgis/*.sql)"
@@ -111,3 +114,24 @@ def test_postgis_geometries_valid(postgis: PostgisStore, kfm_contract: ContractL
                [f"{row_id} ({reason})" for row_id, _n, reason in bad], total=total,
                hint="fix the geometries at the source pipeline (ST_MakeValid) and re-ingest; "
                "then `kfm-maint reindex --targets search,graph`")
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("low")
+def test_kfm_ops_migrations_applied(postgis: PostgisStore, kfm_settings: Settings) -> None:
+    """Every kfm-ops migration is recorded in kfm_ops.schema_migrations with the checksum of its file."""
+    where = postgis.where("table kfm_ops.schema_migrations")
+    expect(postgis.exists("kfm_ops.schema_migrations"), "the kfm_ops schema has never been migrated", where,
+           hint="run `kfm-maint migrate`")
+    applied = dict(postgis.rows("SELECT name, checksum FROM kfm_ops.schema_migrations"))
+    problems = []
+    for path in contracts.migrations(kfm_settings.contracts_dir):
+        checksum = hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest()
+        if path.name not in applied:
+            problems.append(f"{path.name} (not applied)")
+        elif applied[path.name] != checksum:
+            problems.append(f"{path.name} (applied with checksum {applied[path.name][:12]}…, the file is "
+                            f"{checksum[:12]}…)")
+    expect(not problems, f"{len(problems)} kfm-ops migrations are not applied as written", where, problems,
+           hint="pending: `kfm-maint migrate`; a changed checksum means an applied migration file was edited — "
+           "restore it and add a new migration instead")

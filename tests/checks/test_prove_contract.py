@@ -83,6 +83,27 @@ def test_invalid_geometry_inserted(pg_baseline: Any) -> None:
                      f"{bad_id} (Self-intersection")
 
 
+@pytest.mark.proves(PG + "test_kfm_ops_migrations_applied")
+def test_migration_not_applied_and_edited(pg_baseline: Any) -> None:
+    first, last = contracts.migrations()[0].name, contracts.migrations()[-1].name
+    saved = pg_baseline.rows("SELECT name, checksum, applied_at FROM kfm_ops.schema_migrations WHERE name IN (%s, %s)",
+                             (first, last))
+
+    def drift() -> None:
+        pg_baseline.execute("DELETE FROM kfm_ops.schema_migrations WHERE name = %s", (last,))
+        pg_baseline.execute("UPDATE kfm_ops.schema_migrations SET checksum = 'edited' WHERE name = %s", (first,))
+
+    def restore() -> None:
+        pg_baseline.execute("DELETE FROM kfm_ops.schema_migrations WHERE name IN (%s, %s)", (first, last))
+        for row in saved:
+            pg_baseline.execute("INSERT INTO kfm_ops.schema_migrations (name, checksum, applied_at) "
+                                "VALUES (%s, %s, %s)", row)
+
+    with injected(drift, restore):
+        assert_fails(PG + "test_kfm_ops_migrations_applied", "2 kfm-ops migrations are not applied as written",
+                     f"{last} (not applied)", f"{first} (applied with checksum edited")
+
+
 # --------------------------------------------------------------------------- search mapping
 
 @pytest.fixture

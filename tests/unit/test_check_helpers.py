@@ -79,3 +79,12 @@ def test_marker_signatures_reject_bad_arguments(signature: object, args: tuple[s
     _risk("low")
     _proves("opschecks/x.py::test_y")
     _kfm_writable("postgis", "cache")
+
+
+def test_the_public_api_resolves() -> None:
+    import kfm_ops
+
+    for name in kfm_ops.__all__:
+        assert getattr(kfm_ops, name) is not None, name
+    with pytest.raises(AttributeError):
+        kfm_ops.no_such_name  # noqa: B018

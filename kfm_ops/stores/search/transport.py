@@ -45,7 +45,7 @@ class DeadlineTransport(Transport):
     deadline: float = 30.0
     boundary: tuple[str, str] = ("search", "?")  # (service, host:port), set by the store
 
-    def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return self._within_deadline(method, url, *args, **kwargs)
         except KfmError:
@@ -81,7 +81,7 @@ class DeadlineTransport(Transport):
 class ReadOnlyTransport(DeadlineTransport):
     """A transport that refuses writes before they leave the process."""
 
-    def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         path = url.split("?", 1)[0]
         if not (
             method in ("GET", "HEAD")
