@@ -16,7 +16,6 @@ import pytest
 
 from kfm_ops import contracts
 from kfm_ops.settings import CheckSettings
-from kfm_ops.stores.search.cluster import watermark_exceeded
 from tests.helpers import run_check, run_checks, stack_binary
 from tests.plugins.baselines import restore_constraint
 from tests.plugins.faults import Holder, injected
@@ -296,7 +295,7 @@ def test_index_write_blocked_by_flood_stage(search_writer: Any, proof_index: Any
 
     Lowering the cluster watermarks below the real disk use would write-block every
     index of the shared stack, so that half of the check is proven on its comparison
-    helper (test_watermark_comparison) instead.
+    helper instead (tests/unit/test_check_helpers.py::test_watermark_comparison).
     """
     name = proof_index("flooded", {"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
     # OpenSearch's disk monitor lifts this block by itself from every index on a node below the
@@ -313,16 +312,6 @@ def _flood_blocked(search_writer: Any, index: str) -> bool:
     # an index without the setting is left out of the answer
     settings = body.get(index, {}).get("settings", {})
     return str(settings.get("index.blocks.read_only_allow_delete")).lower() == "true"
-
-
-def test_watermark_comparison() -> None:
-    """The three watermark forms OpenSearch accepts compare the way its disk monitor does."""
-    total, free = 100 * 2**30, 8 * 2**30  # 92 % used
-    assert watermark_exceeded("90%", total, free)[0]
-    assert not watermark_exceeded("95%", total, free)[0]
-    assert watermark_exceeded("0.9", total, free)[0]
-    assert watermark_exceeded("10gb", total, free)[0]
-    assert not watermark_exceeded("5gb", total, free)[0]
 
 
 # --------------------------------------------------------------------------- Redis
