@@ -54,7 +54,8 @@ $(VENV)/.installed: pyproject.toml
 
 ## load the sample catalog and derive the search index, the graph and the cache from it
 catalog: venv
-	$(VENV)/bin/kfm-maint migrate --no-verify
+	$(VENV)/bin/kfm-maint migrate --environment dev --no-verify
+	$(VENV)/bin/kfm-maint identity stamp --targets search,graph,cache --no-verify
 	$(VENV)/bin/kfm-maint sample-data init --no-verify
 	$(VENV)/bin/kfm-maint reindex --targets search,graph --prune --no-verify
 	$(VENV)/bin/kfm-maint cache rebuild --no-verify

@@ -51,6 +51,7 @@ class ServiceHub:
         self._stores: dict[tuple[str, bool], Store[Any]] = {}
         self._failures: dict[tuple[str, bool], KfmError] = {}
         self._versions: dict[str, str] = {}
+        self._extra: list[Store[Any]] = []  # stores opened outside the cache (fresh connections)
         self._lock = threading.Lock()
 
     def configured(self, name: str) -> bool:
@@ -74,6 +75,17 @@ class ServiceHub:
 
     def llm(self) -> LlmStore:
         return cast("LlmStore", self._open("llm", False))
+
+    def fresh_postgis_writer(self) -> PostgisStore:
+        """A new write connection to the canonical store, not the shared one (for a retry after a drop)."""
+        section = self.settings.postgis
+        if section is None or not self.writes_allowed:
+            raise ActionRefused("no write access to postgis in this session")
+        from kfm_ops.stores.postgis import PostgisStore
+
+        store = PostgisStore(section, write=True, application_name=self.application_name)
+        self._extra.append(store)
+        return store
 
     def _open(self, name: str, write: bool) -> Store[Any]:
         return self.writer(name) if write else self.client(name)
@@ -163,7 +175,8 @@ class ServiceHub:
 
     def close(self) -> None:
         with self._lock:
-            for store in self._stores.values():
+            for store in [*self._stores.values(), *self._extra]:
                 with contextlib.suppress(Exception):  # closing is best effort
                     store.close()
             self._stores.clear()
+            self._extra.clear()

@@ -170,7 +170,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    environment: Environment = "dev"
+    environment: Environment | None = None  # actions refuse to run without it (no default environment)
     require_all_services: bool = False
     contracts_dir: Path | None = None
     log_file: Path | None = None

@@ -48,13 +48,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _nothing(*_args: object) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class RunContext:
-    """What the runner knows of this run and hands to ``apply``."""
+    """What the runner knows of this run and hands to ``apply``.
+
+    ``checkpoint()`` is for the loops of ``apply``: call it between batches; it raises when
+    the run's store locks are no longer held (the run must stop at once).
+    """
 
     run_id: str
     environment: str
-    progress: Progress = lambda _label, _done, _total: None
+    progress: Progress = _nothing
+    checkpoint: Callable[[], None] = _nothing
 
 
 class Action(Protocol[D]):
@@ -62,10 +71,12 @@ class Action(Protocol[D]):
     """One name: the registry key, the ledger's ``action``, the report's node ids."""
     stores: tuple[str, ...]
     """The stores it locks (advisory locks named after them)."""
+    derived: tuple[str, ...]
+    """The derived stores it reads or writes: each must carry the canonical deployment stamp."""
     verify_markers: str
     """The ``-m`` expression of the checks that cover what it changes ("" = none)."""
     bootstraps_schema: bool
-    """Whether it may create the kfm_ops schema (the ledger's home) before running."""
+    """Whether it may run on an unmigrated, unstamped database (only ``migrate --environment X``, which stamps it)."""
 
     def plan(self, hub: ServiceHub) -> Plan[D]: ...
 

@@ -123,11 +123,15 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["KFM_ENV_FILE"] = opts["env_file"]
         settings = load_settings(opts["env_file"])
         run_id = log.new_run_id()  # every kfm-maint run is its own run (the ledger key)
-        log.configure(run_id=run_id, environment=settings.environment, component=f"kfm-maint {args.command}",
+        log.configure(run_id=run_id, environment=settings.environment or "unset", component=f"kfm-maint {args.command}",
                       level=settings.log_level, log_file=settings.log_file)
         if args.command in ("check", "smoke"):
             extra = ["-m", "smoke"] if args.command == "smoke" else []
             return run_checks(extra + getattr(args, "pytest_args", []), opts, run_id)
+        if settings.environment is None:
+            raise UsageError("KFM_ENVIRONMENT is not set: an action must name the environment it acts on",
+                             hint="set KFM_ENVIRONMENT to dev, staging or production (it must match the database's "
+                             "own marker)")
         from maintenance.runner import Invocation, run
 
         action = _command(args).build(args)

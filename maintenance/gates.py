@@ -14,12 +14,15 @@ The order an action goes through them (see :mod:`maintenance.runner`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kfm_ops.errors import ActionRefused, LockHeld
+from kfm_ops import log
+from kfm_ops.errors import ActionFailed, ActionRefused, KfmError, LockHeld
 from kfm_ops.redact import redact, redact_obj
 from kfm_ops.stores.postgis import PostgisStore
 
@@ -37,13 +40,26 @@ class Intent:
     confirm: str = ""
 
 
-def check_intent(intent: Intent, *, settings_environment: str, database_marker: str | None) -> str:
-    """Return the environment the action targets, or raise :class:`ActionRefused`."""
+def check_intent(intent: Intent, *, settings_environment: str, database_marker: str | None,
+                 stamping: bool = False) -> str:
+    """Return the environment the action targets, or raise :class:`ActionRefused`.
+
+    ``database_marker`` is the environment the canonical database is stamped with (None: not
+    stamped). An unstamped database takes no write but the one that stamps it (``stamping``:
+    ``kfm-maint migrate --environment X``), and that only with the environment given explicitly.
+    """
     if intent.environment and intent.environment != settings_environment:
         raise ActionRefused(
             f"--environment {intent.environment} disagrees with the settings "
             f"(KFM_ENVIRONMENT={settings_environment})",
             hint="point the settings at the environment you mean, or fix --environment",
+        )
+    if database_marker is None and not (stamping and intent.environment):
+        raise ActionRefused(
+            f"{intent.action} refused: the target database carries no environment marker "
+            "(a fresh restore or a new cluster is never assumed to be dev)",
+            hint="stamp it explicitly first: kfm-maint migrate --environment <dev|staging|production> "
+            f"(production also needs --confirm {CONFIRM_WORD})",
         )
     if database_marker and database_marker != settings_environment:
         raise ActionRefused(
@@ -97,17 +113,45 @@ class StoreLocks:
         parts = name.split("/")
         return f"{parts[1]} ({parts[2]})" if len(parts) >= 3 and parts[0] == "kfm-maint" else name or "unknown"
 
+    def verify(self) -> None:
+        """Fail at once (exit 5) when a lock is no longer held: the control connection was dropped (an idle
+        timeout, a failover, a pooler) or the lock released — another run may hold it now."""
+        if not self.held:
+            return
+        try:
+            held = self.conn.scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
+                "AND classid = %s::oid AND objid = ANY(SELECT hashtext(s)::oid FROM unnest(%s::text[]) s) "
+                "AND objsubid = 2", (_LOCK_CLASS, self.held))
+        except KfmError as exc:
+            held, reason = -1, exc.message
+        else:
+            reason = f"{held} of {len(self.held)} locks still held"
+        if held != len(self.held):
+            raise ActionFailed(self.action, "lock", f"the advisory lock on {', '.join(self.held)} was lost ({reason})",
+                               hint="another run may hold it now: the live state was left as documented for this "
+                               "step; re-run once no other run is active")
+
     def release(self) -> None:
         for store in self.held:
-            self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, store))
+            with contextlib.suppress(KfmError):  # a dropped connection released them already
+                self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, store))
         self.held.clear()
 
 
 class Ledger:
-    """The ``kfm_ops.audit_ledger`` rows of one run."""
+    """The ``kfm_ops.audit_ledger`` rows of one run.
 
-    def __init__(self, conn: PostgisStore, *, run_id: str, action: str, actor: str, environment: str) -> None:
+    The end record matters most when things went wrong, so it is retried on a fresh
+    connection (``reconnect``) when the control connection is gone.
+    """
+
+    END_ATTEMPTS = 3
+
+    def __init__(self, conn: PostgisStore, *, run_id: str, action: str, actor: str, environment: str,
+                 reconnect: Callable[[], PostgisStore] | None = None) -> None:
         self.conn = conn
+        self.reconnect = reconnect
         self.run_id = run_id
         self.action = action
         self.actor = actor
@@ -132,10 +176,22 @@ class Ledger:
             (self.run_id, self.action, self.actor, self.environment, json.dumps(redact_obj(plan), default=str)),
         )
 
-    def end(self, outcome: str, counts: dict[str, Any], error: str | None = None) -> None:
-        self.conn.execute(
-            "UPDATE kfm_ops.audit_ledger SET outcome = %s, counts = %s, error = %s, ended_at = now(), "
-            "duration_ms = %s WHERE run_id = %s",
-            (outcome, json.dumps(redact_obj(counts), default=str), redact(error) if error else None,
-             int((time.monotonic() - self._started) * 1000), self.run_id),
-        )
+    def end(self, outcome: str, counts: dict[str, Any], error: str | None = None) -> str | None:
+        """Complete the run's row; on a dropped connection try again on fresh ones. Returns why it could not."""
+        values = (outcome, json.dumps(redact_obj(counts), default=str), redact(error) if error else None,
+                  int((time.monotonic() - self._started) * 1000), self.run_id)
+        failure = ""
+        for attempt in range(self.END_ATTEMPTS):
+            try:
+                if attempt:
+                    time.sleep(0.5 * attempt)
+                    if self.reconnect is None:
+                        break
+                    self.conn = self.reconnect()
+                self.conn.execute("UPDATE kfm_ops.audit_ledger SET outcome = %s, counts = %s, error = %s, "
+                                  "ended_at = now(), duration_ms = %s WHERE run_id = %s", values)
+                return None
+            except KfmError as exc:
+                failure = exc.message
+                log.get_logger().warning("ledger.end_retry", attempt=attempt + 1, reason=failure)
+        return failure

@@ -67,6 +67,12 @@ class Output:
         for nodeid in failed:
             self.say(f"  FAILED {nodeid}")
 
+    def warn(self, text: str) -> None:
+        """A warning for people (stderr), also in the JSON document."""
+        self._stop_progress()
+        self._document.setdefault("warnings", []).append(redact(text))
+        self.errors.print(f"kfm-maint: warning: {redact(text)}", markup=False)
+
     def error(self, exc: KfmError) -> None:
         self._stop_progress()
         self._document["error"] = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfm_ops import log
+from kfm_ops import identity, log
 from kfm_ops.checkrun import verify_report
-from kfm_ops.errors import ActionFailed, ExitCode, Interrupted, KfmError, ServiceError
+from kfm_ops.errors import ActionFailed, ActionRefused, ExitCode, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.interrupt import STOP
 from kfm_ops.report import Report, write_json_atomically
 from kfm_ops.settings import Settings
 from kfm_ops.stores.postgis import PostgisStore
 from maintenance import gates, migrate
-from maintenance.action import Action, RunContext
+from maintenance.action import Action, Plan, RunContext
 from maintenance.output import Output
 
 
@@ -48,7 +48,7 @@ class Invocation:
 def run(action: Action[Any], inv: Invocation) -> int:
     """Run ``action``; return the documented exit code."""
     started = time.monotonic()
-    report = Report(run_id=inv.run_id, command=action.name, environment=inv.settings.environment)
+    report = Report(run_id=inv.run_id, command=action.name, environment=str(inv.settings.environment))
     hub = ServiceHub(inv.settings, writes_allowed=not inv.intent.dry_run,
                      application_name=gates.application_name(inv.run_id, action.name))
     code = ExitCode.OK
@@ -78,8 +78,11 @@ def _run(action: Action[Any], inv: Invocation, hub: ServiceHub, report: Report) 
     logger = log.get_logger(action=action.name)
     started = time.monotonic()
     control = hub.postgis(write=not inv.intent.dry_run)
-    marker = control.environment_marker()
-    target = gates.check_intent(inv.intent, settings_environment=inv.settings.environment, database_marker=marker)
+    environment = inv.settings.environment
+    assert environment is not None  # the CLI refuses actions without KFM_ENVIRONMENT
+    target = gates.check_intent(inv.intent, settings_environment=environment,
+                                database_marker=control.environment_marker(), stamping=action.bootstraps_schema)
+    _require_same_deployment(action, hub, control)
 
     _require_current_schema(action, control, inv.settings)
     t = time.monotonic()
@@ -92,33 +95,9 @@ def _run(action: Action[Any], inv: Invocation, hub: ServiceHub, report: Report) 
         report.kfm["dry_run"] = True
         return ExitCode.OK
 
-    _ensure_ops_schema(action, control, inv.settings)
-    locks = gates.StoreLocks(control, action.name)
-    locks.acquire(list(action.stores))
-    ledger = gates.Ledger(control, run_id=inv.run_id, action=action.name, actor=inv.settings.actor,
-                          environment=target)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    counts: dict[str, Any] = {}
-    try:
-        ledger.mark_abandoned()
-        ledger.start(plan.as_dict())
-        logger.info("action.start")
-        t = time.monotonic()
-        try:
-            counts = action.apply(hub, plan, RunContext(run_id=inv.run_id, environment=target,
-                                                        progress=inv.out.progress))
-        except BaseException as exc:  # noqa: BLE001 — record every way an apply can end, then re-raise ours
-            error = _apply_error(action, exc)
-            ledger.end("aborted" if isinstance(error, Interrupted) else "failed", counts, str(error))
-            _step(report, action.name, "apply")(t, "failed", str(error))
-            raise error from None
-        ledger.end("succeeded", counts)
-        _step(report, action.name, "apply")(t)
-        report.kfm["counts"] = counts
-        logger.info("action.end", outcome="succeeded", duration_s=round(time.monotonic() - started, 3), **counts)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        locks.release()
+    counts = _apply_locked(action, plan, inv, hub, control, target, report)
+    report.kfm["counts"] = counts
+    logger.info("action.end", outcome="succeeded", duration_s=round(time.monotonic() - started, 3), **counts)
 
     if inv.verify and action.verify_markers:
         t = time.monotonic()
@@ -132,6 +111,48 @@ def _run(action: Action[Any], inv: Invocation, hub: ServiceHub, report: Report) 
         if failed:
             return ExitCode.CHECKS_FAILED
     return ExitCode.OK
+
+
+def _apply_locked(action: Action[Any], plan: Plan[Any], inv: Invocation, hub: ServiceHub, control: PostgisStore,
+                  target: str, report: Report) -> dict[str, Any]:
+    """Lock, open the ledger row, (bootstrap the schema,) apply, close the row — whatever happens."""
+    locks = gates.StoreLocks(control, action.name)
+    locks.acquire(list(action.stores))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _ensure_ops_schema(action, control, inv.settings)  # under the lock: only `migrate` creates the ledger
+        ledger = gates.Ledger(control, run_id=inv.run_id, action=action.name, actor=inv.settings.actor,
+                              environment=target, reconnect=lambda: hub.fresh_postgis_writer())
+        ledger.mark_abandoned()
+        ledger.start(plan.as_dict())
+        log.get_logger(action=action.name).info("action.start")
+        t = time.monotonic()
+        counts: dict[str, Any] = {}
+        try:
+            counts = action.apply(hub, plan, RunContext(run_id=inv.run_id, environment=target,
+                                                        progress=inv.out.progress, checkpoint=locks.verify))
+        except BaseException as exc:  # noqa: BLE001 — record every way an apply can end, then re-raise ours
+            error = _apply_error(action, exc)
+            _ledger_end(ledger, report, inv, "aborted" if isinstance(error, Interrupted) else "failed", counts,
+                        str(error))
+            _step(report, action.name, "apply")(t, "failed", str(error))
+            raise error from None
+        _ledger_end(ledger, report, inv, "succeeded", counts)
+        _step(report, action.name, "apply")(t)
+        return counts
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        locks.release()
+
+
+def _ledger_end(ledger: gates.Ledger, report: Report, inv: Invocation, outcome: str, counts: dict[str, Any],
+                error: str | None = None) -> None:
+    """Complete the ledger row; when even fresh connections fail, say so — the action's own outcome stands."""
+    failure = ledger.end(outcome, counts, error)
+    if failure:
+        report.kfm["ledger"] = f"end record not written ({failure}); the next run marks the row aborted"
+        inv.out.warn(f"the audit ledger end record of run {inv.run_id} could not be written: {failure} — "
+                     f"the action itself {outcome}")
 
 
 def _verification(action: Action[Any], inv: Invocation) -> str:
@@ -155,6 +176,19 @@ def _apply_error(action: Action[Any], exc: BaseException) -> KfmError:
                            exc_info=True)
     return KfmError(f"{action.name} failed at step 'apply': internal error: {type(exc).__name__}: {exc}",
                     hint="a bug in kfm-ops; the log has the details (KFM_LOG_LEVEL=debug)")
+
+
+def _require_same_deployment(action: Action[Any], hub: ServiceHub, control: PostgisStore) -> None:
+    """Every store the action reads or writes belongs to the deployment the canonical database is stamped as."""
+    canonical = control.identity()
+    if canonical is None:
+        if action.bootstraps_schema:
+            return  # migrate --environment X: the run that stamps it
+        marker = control.environment_marker()
+        raise ActionRefused(f"{action.name} refused: the target database is marked '{marker}' but carries no "
+                            "deployment id (an older kfm-ops marked it)",
+                            hint=f"complete the stamp: kfm-maint migrate --environment {marker}")
+    identity.require_same(hub, canonical, action.derived, action=action.name)
 
 
 def _require_current_schema(action: Action[Any], conn: PostgisStore, settings: Settings) -> None:

@@ -66,11 +66,22 @@ def test_second_runs_change_nothing(stores: Any) -> None:
     assert after["cache"] == before["cache"]
 
 
+def _restamp(old: str, new: str) -> None:
+    """Change the deployment's environment the way an operator does: the canonical stamp, then the derived ones."""
+    confirm = ["--confirm", "PRODUCTION"]
+    steps = [(["identity", "environment", "--to", new, "--environment", old, *confirm], old),
+             (["identity", "stamp", "--targets", "search,graph,cache", "--replace", "--environment", new, *confirm],
+              new)]
+    for args, environment in steps:
+        proc = kfm_maint(*args, "--no-verify", env={"KFM_ENVIRONMENT": environment})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.fixture
-def production_marker(owner_pg: Any) -> Iterator[None]:
-    owner_pg.execute("UPDATE kfm_ops.environment SET name = 'production'")
+def production_marker() -> Iterator[None]:
+    _restamp("dev", "production")
     yield
-    owner_pg.execute("UPDATE kfm_ops.environment SET name = 'dev'")
+    _restamp("production", "dev")
 
 
 def test_settings_disagreeing_with_the_database_marker_are_refused(stores: Any) -> None:
@@ -101,7 +112,7 @@ def test_production_needs_environment_and_confirm(stores: Any) -> None:
     plan = kfm_maint("cache", "rebuild", "--dry-run", "--environment", "production", env=env)
     assert plan.returncode == 0, plan.stderr
     sample = kfm_maint("sample-data", "init", "--environment", "production", "--confirm", "PRODUCTION", env=env)
-    assert sample.returncode == 3 and "never runs against production" in sample.stderr
+    assert sample.returncode == 3 and "runs only on a database marked dev or staging" in sample.stderr
     ok = kfm_maint("cache", "rebuild", "--environment", "production", "--confirm", "PRODUCTION", "--no-verify",
                    env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr

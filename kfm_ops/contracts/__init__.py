@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from kfm_ops.contracts.identifiers import validate
 from kfm_ops.errors import UsageError
 
 BUILTIN = Path(__file__).resolve().parent
@@ -23,13 +24,14 @@ def directory(override: Path | None = None) -> Path:
 
 
 @lru_cache(maxsize=32)
-def _read(path: Path) -> dict[str, Any]:
+def _read(name: str, path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"contract file {str(path)!r} not found", hint="check KFM_CONTRACTS_DIR") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"contract file {str(path)!r} is not valid JSON: {exc}") from None
+    validate(name, data, str(path))
     return data
 
 
@@ -37,7 +39,7 @@ def load(name: str, override: Path | None = None) -> dict[str, Any]:
     """The contract called ``name`` (one of :data:`NAMES`)."""
     if name not in NAMES:
         raise UsageError(f"unknown contract {name!r}", hint="known contracts: " + ", ".join(NAMES))
-    return _read(directory(override) / f"{name}.json")
+    return _read(name, directory(override) / f"{name}.json")
 
 
 def migrations(override: Path | None = None) -> list[Path]:

@@ -92,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     run_id = os.environ.get("KFM_RUN_ID") or log.new_run_id()
     os.environ["KFM_RUN_ID"] = run_id  # xdist workers inherit the controller's run_id
-    log.configure(run_id=run_id, environment=settings.environment, component="opschecks",
+    log.configure(run_id=run_id, environment=settings.environment or "unset", component="opschecks",
                   level=settings.log_level, log_file=settings.log_file)
     assertions.configure(first_n=settings.checks.first_n)
     config.stash[SETTINGS_KEY] = settings

@@ -18,6 +18,7 @@ from redis.client import Pipeline
 
 from kfm_ops.errors import KfmError, UsageError
 from kfm_ops.faults import translate
+from kfm_ops.identity import Identity
 from kfm_ops.settings import CacheSettings
 from kfm_ops.stores.base import Store
 
@@ -95,6 +96,19 @@ class CacheStore(Store[CacheSettings]):
 
     def close(self) -> None:
         self.client.close()
+
+    def identity(self, key: str) -> Identity | None:
+        """The deployment stamp in the identity hash, if there is one."""
+        return Identity.from_fields(dict(self.client.hgetall(key)))
+
+    def stamp(self, key: str, identity: Identity, run_id: str) -> None:
+        """Write the deployment stamp (a hash without TTL), replacing any other in one MULTI/EXEC."""
+        fields: dict[str | bytes, Any] = {"stamped_by": run_id}
+        fields.update(identity.as_fields())
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.execute()
 
     # --- summaries (the cache contract's layout)
     def replace_summary(self, key: str, fields: dict[str | bytes, Any], ttl: int) -> None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import neo4j
 
+from kfm_ops.identity import Identity
 from kfm_ops.settings import GraphSettings
 from kfm_ops.stores.base import Store
 
@@ -116,7 +117,17 @@ class GraphStore(Store[GraphSettings]):
     def count(self, label: str) -> int:
         return int(self.run(f"MATCH (n:{quoted(label)}) RETURN count(n) AS n")[0]["n"])
 
+    def identity(self, label: str) -> Identity | None:
+        """The deployment stamp on the graph's one identity node, if there is one."""
+        rows = self.run(f"MATCH (n:{quoted(label)}) RETURN properties(n) AS p LIMIT 2")
+        return Identity.from_fields(rows[0]["p"]) if len(rows) == 1 else None
+
     # --- writing (a writer store)
+    def stamp(self, label: str, identity: Identity, run_id: str) -> None:
+        """Write the deployment stamp: exactly one identity node."""
+        self.run(f"MATCH (n:{quoted(label)}) DETACH DELETE n")
+        self.run(f"CREATE (n:{quoted(label)}) SET n = $p", p={**identity.as_fields(), "stamped_by": run_id})
+
     def ensure_constraints(self, constraints: list[dict[str, str]]) -> int:
         """Create the contract's uniqueness constraints that are missing; return how many were created."""
         existing = {r["name"] for r in self.run("SHOW CONSTRAINTS YIELD name RETURN name")}

@@ -22,6 +22,7 @@ from psycopg import sql as pgsql
 from psycopg.rows import RowFactory, dict_row, tuple_row
 
 from kfm_ops.errors import UsageError
+from kfm_ops.identity import Identity
 from kfm_ops.settings import PostgisSettings
 from kfm_ops.stores.base import Store
 
@@ -152,6 +153,13 @@ class PostgisStore(Store[PostgisSettings]):
         """How many items are published, and the newest ``updated_at`` among them."""
         count, newest = self.one(f"SELECT count(*), max(updated_at) FROM {PUBLISHED_ITEMS}")
         return int(count), newest
+
+    def identity(self) -> Identity | None:
+        """The deployment identity this database is stamped with (``kfm_ops.environment``), if any."""
+        if not self.exists("kfm_ops.environment"):
+            return None
+        row = self.execute("SELECT to_jsonb(e) FROM kfm_ops.environment e").fetchone()
+        return Identity.from_fields(row[0]) if row else None
 
     def environment_marker(self) -> str | None:
         """The environment this database says it is (``kfm_ops.environment``), if it carries a marker."""

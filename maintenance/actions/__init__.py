@@ -24,6 +24,8 @@ REGISTRY: dict[str, str] = {
     "sync-graph": "maintenance.actions.graph:SyncGraph",
     "cache-rebuild": "maintenance.actions.cache:CacheRebuild",
     "user-create": "maintenance.actions.users:UserCreate",
+    "identity-stamp": "maintenance.actions.identity:IdentityStamp",
+    "identity-environment": "maintenance.actions.identity:IdentityEnvironment",
 }
 
 
@@ -122,6 +124,18 @@ def _user_arguments(p: argparse.ArgumentParser) -> None:
                    help="where a generated password is written (new 0600 file; default in the current folder)")
 
 
+def _stamp_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--targets", type=targets(("search", "graph", "cache")), required=True,
+                   help="comma-separated: search,graph,cache")
+    p.add_argument("--replace", action="store_true",
+                   help="replace a stamp of another deployment (a store rebuilt for this one)")
+
+
+def _environment_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", required=True, choices=("dev", "staging", "production"),
+                   help="the environment the canonical database is to be stamped as")
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(("migrate",), "apply the kfm-ops schema migrations", "medium", _no_arguments,
             lambda _args: action_class("migrate")()),
@@ -134,8 +148,14 @@ COMMANDS: tuple[Command, ...] = (
             lambda a: action_class("user-create")(
                 username=a.username, role=a.role, rotate=a.rotate_password, password_env=a.password_env,
                 password_stdin=a.password_stdin, password_file=a.password_file, password_out=a.password_out)),
+    Command(("identity", "stamp"), "copy the canonical deployment stamp into derived stores", "medium",
+            _stamp_arguments, lambda a: action_class("identity-stamp")(targets=a.targets, replace=a.replace)),
+    Command(("identity", "environment"), "change the environment the canonical database is stamped as", "high",
+            _environment_arguments,
+            lambda a: action_class("identity-environment")(to=a.to, confirm=getattr(a, "confirm", ""))),
 )
 """Every mutating command, in the order ``kfm-maint --help`` lists them."""
 
-GROUPS = {"sample-data": "the dev/staging sample catalog", "cache": "the derived cache", "user": "operator accounts"}
+GROUPS = {"sample-data": "the dev/staging sample catalog", "cache": "the derived cache", "user": "operator accounts",
+          "identity": "the deployment identity every store carries"}
 """Help of the first word of two-word commands."""

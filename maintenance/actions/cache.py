@@ -29,6 +29,7 @@ class CachePlan:
 class CacheRebuild:
     name = "cache-rebuild"
     stores = ("cache",)
+    derived = ("cache",)
     verify_markers = "cache"
     bootstraps_schema = False
 
@@ -90,6 +91,7 @@ class CacheRebuild:
                 changed += 1
             redis.sadd(staging, content["dataset_id"])
             run.progress("summaries", n, len(summaries))
+            run.checkpoint()
         previous = redis.smembers(contract["index_key"])
         cache.swap_index(staging, contract["index_key"], members=bool(summaries))
         gone = sorted(previous - {content["dataset_id"] for content, _ in summaries})

@@ -15,6 +15,7 @@ class Composite:
         self.name = name
         self.parts = parts
         self.stores = tuple(sorted({s for p in parts for s in p.stores}))
+        self.derived = tuple(sorted({s for p in parts for s in p.derived}))
         self.verify_markers = " or ".join(f"({p.verify_markers})" for p in parts if p.verify_markers)
 
     def plan(self, hub: ServiceHub) -> Plan[list[Plan[Any]]]:

@@ -34,6 +34,7 @@ class GraphPlan:
 class SyncGraph:
     name = "sync-graph"
     stores = ("graph",)
+    derived = ("graph",)
     verify_markers = "graph"
     bootstraps_schema = False
 
@@ -83,6 +84,7 @@ class SyncGraph:
             for batch in batches:
                 seen += len(batch)
                 run.progress("graph items", seen, total)
+                run.checkpoint()  # between batches: stop at once if our lock is gone
                 yield batch
 
         # Two writers while the next batch is read from PostGIS. Batches of items never touch each
@@ -91,7 +93,8 @@ class SyncGraph:
         changed = run_bounded(counted(chunks(derive.graph_items(reader, grid), self.batch)), graph.upsert_items,
                               in_flight=2, name="kfm-graph")
         derived = run_bounded(chunks(reader.stream_dicts(derive.DERIVED_SQL), self.batch), graph.link_derived,
-                              in_flight=1, name="kfm-graph")
+                              in_flight=1, name="kfm-graph", on_done=lambda _done: run.checkpoint())
+        run.checkpoint()
         if self.prune:
             orphans_left, orphans_deleted = 0, self._prune(graph, reader, [d["id"] for d in datasets])
         else:

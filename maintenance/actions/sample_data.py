@@ -166,9 +166,10 @@ class SamplePlan:
 class SampleDataInit:
     name = "sample-data-init"
     stores = ("canonical",)
+    derived: tuple[str, ...] = ()
     # what it changes: the canonical catalog — its schema, health and governance, not the derived stores
     verify_markers = "postgis and not (search or graph or cache or policy or llm)"
-    bootstraps_schema = True
+    bootstraps_schema = False
 
     def __init__(self, *, items: int = 2000, seed: int = 42) -> None:
         if not 1 <= items <= MAX_ITEMS:
@@ -181,8 +182,8 @@ class SampleDataInit:
     def plan(self, hub: ServiceHub) -> Plan[SamplePlan]:
         conn = hub.postgis()
         marker = conn.environment_marker()
-        if "production" in (hub.settings.environment, marker):
-            raise ActionRefused("sample-data init never runs against production",
+        if marker not in ("dev", "staging"):  # the database's own marker decides, never a setting
+            raise ActionRefused(f"sample-data init runs only on a database marked dev or staging (this one: {marker})",
                                 hint="the sample catalog is for dev and staging stores only")
         loaded = None
         if conn.exists("kfm_ops.sample_catalog"):
@@ -196,7 +197,7 @@ class SampleDataInit:
             how_much={"items": self.items, "datasets": len(datasets()), "places": len(PLACES),
                       "currently_loaded": loaded[2] if loaded else 0},
             rollback="dev/staging data only: re-run with the previous --items/--seed (deterministic)",
-            steps=[] if same else ["apply pending migrations", "TRUNCATE + COPY in one transaction"],
+            steps=[] if same else ["TRUNCATE + COPY in one transaction"],
             details=SamplePlan(loaded),
             nothing_to_do=same,
         )
@@ -230,8 +231,6 @@ class SampleDataInit:
             conn.execute("INSERT INTO kfm_ops.sample_catalog (seed, items) VALUES (%s, %s) ON CONFLICT (singleton) "
                          "DO UPDATE SET seed = excluded.seed, items = excluded.items, loaded_at = now()",
                          (self.seed, self.items))
-            conn.execute("INSERT INTO kfm_ops.environment (name) VALUES (%s) ON CONFLICT (singleton) DO NOTHING",
-                         (hub.settings.environment,))
         conn.execute("ANALYZE kfm.items")
         run.progress("items", written, self.items)
         return {"items_written": written, "datasets_written": len(datasets()), "places_written": len(PLACES)}

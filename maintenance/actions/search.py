@@ -42,6 +42,7 @@ class ReindexPlan:
 class ReindexSearch:
     name = "reindex-search"
     stores = ("search",)
+    derived = ("search",)
     verify_markers = "search"
     bootstraps_schema = False
 
@@ -98,10 +99,14 @@ class ReindexSearch:
             step = "bulk"
             total, watermark = reader.published_count()
             scan_start = reader.scalar("SELECT now()")
-            loaded = loader.load(search_documents(reader, grid),
-                                 on_done=lambda done: run.progress("search documents", done, total))
+            def batch_done(done: int) -> None:
+                run.progress("search documents", done, total)
+                run.checkpoint()  # between bulk requests: stop at once if our lock is gone
+
+            loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
             step = "catch-up"
-            caught_up = loader.load(search_documents(reader, grid, since=scan_start - CATCH_UP_MARGIN))
+            caught_up = loader.load(search_documents(reader, grid, since=scan_start - CATCH_UP_MARGIN),
+                                    on_done=lambda _done: run.checkpoint())
             step = "refresh"
             client.indices.put_settings(index=new, body={"index": {
                 "refresh_interval": contract["settings"]["refresh_interval"], "translog.durability": "request"}})
@@ -115,6 +120,7 @@ class ReindexSearch:
                                    hint="the live alias was not touched; re-run when the canonical store is quiet")
             mark(client, new, "verified", run.run_id)
             step = "swap"
+            run.checkpoint()  # never swap the alias without holding the lock
             point_alias(client, d.alias, d.live, new)
         except Interrupted:
             STOP.clear()  # the bulk workers have stopped; the clean-up request itself must go out
@@ -149,6 +155,7 @@ class RollbackPlan:
 class RollbackSearch:
     name = "reindex-rollback"
     stores = ("search",)
+    derived = ("search",)
     verify_markers = ""  # the canonical store may have moved on since; rollback's own check is the alias
     bootstraps_schema = False
 
@@ -170,5 +177,6 @@ class RollbackSearch:
     def apply(self, hub: ServiceHub, plan: Plan[RollbackPlan], run: RunContext) -> dict[str, Any]:
         d = plan.details
         store: SearchStore = hub.search(write=True)
+        run.checkpoint()
         point_alias(store.client, d.alias, d.live, d.target)
         return {"alias": d.alias, "now": d.target, "was": ",".join(d.live)}

@@ -37,6 +37,7 @@ class UserPlan:
 class UserCreate:
     name = "user-create"
     stores = ("auth",)
+    derived: tuple[str, ...] = ()
     verify_markers = ""
     bootstraps_schema = False
 

@@ -49,7 +49,7 @@ def catalog() -> None:
     """The sample catalog loaded and derived into every store (idempotent: fast when already there)."""
     from tests.helpers import kfm_maint
 
-    for args in (["migrate"], ["sample-data", "init"], ["reindex", "--targets", "search,graph", "--prune"],
-                 ["cache", "rebuild"]):
+    for args in (["migrate", "--environment", "dev"], ["identity", "stamp", "--targets", "search,graph,cache"],
+                 ["sample-data", "init"], ["reindex", "--targets", "search,graph", "--prune"], ["cache", "rebuild"]):
         proc = kfm_maint(*args, "--no-verify")
         assert proc.returncode == 0, f"kfm-maint {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"

@@ -88,3 +88,12 @@ def test_the_public_api_resolves() -> None:
         assert getattr(kfm_ops, name) is not None, name
     with pytest.raises(AttributeError):
         kfm_ops.no_such_name  # noqa: B018
+
+
+def test_only_indices_kfm_ops_made_are_managed() -> None:
+    from kfm_ops.stores.search.indices import ours
+
+    mapping = {"mappings": {"_meta": {"kfm": {"state": "verified"}}}}
+    found = {"kfm-items-v0001": mapping, "kfm-items-v0002": {"mappings": {}},  # no _meta.kfm: not ours
+             "kfm-items-vbackup": mapping, "kfm-items-v00011": mapping, "kfm-items-v0003": mapping}
+    assert sorted(ours("kfm-items-v", found)) == ["kfm-items-v0001", "kfm-items-v0003"]

@@ -9,14 +9,18 @@ from maintenance.gates import CONFIRM_WORD, Intent, check_intent
 
 ALLOWED = [
     # (flags, settings environment, database marker) -> the environment acted on
-    (Intent("a"), "dev", None, "dev"),
     (Intent("a"), "dev", "dev", "dev"),
     (Intent("a", environment="staging"), "staging", "staging", "staging"),
     (Intent("a", environment="production", confirm=CONFIRM_WORD), "production", "production", "production"),
-    (Intent("a", environment="production", confirm=CONFIRM_WORD), "production", None, "production"),
     (Intent("a", dry_run=True, environment="production"), "production", "production", "production"),
 ]
+STAMPING = [  # an unmarked database: only the stamping action, with the environment given explicitly
+    (Intent("migrate", environment="dev"), "dev", "dev"),
+    (Intent("migrate", environment="production", confirm=CONFIRM_WORD), "production", "production"),
+]
 REFUSED = [
+    (Intent("a"), "dev", None, "carries no environment marker"),
+    (Intent("a", environment="dev"), "dev", None, "carries no environment marker"),
     (Intent("a"), "production", "production", "targets production"),
     (Intent("a", environment="production"), "production", "production", "targets production"),
     (Intent("a", dry_run=True), "production", "production", "targets production"),
@@ -31,6 +35,19 @@ REFUSED = [
 @pytest.mark.parametrize(("intent", "settings", "marker", "target"), ALLOWED)
 def test_allowed(intent: Intent, settings: str, marker: str | None, target: str) -> None:
     assert check_intent(intent, settings_environment=settings, database_marker=marker) == target
+
+
+@pytest.mark.parametrize(("intent", "settings", "target"), STAMPING)
+def test_stamping_an_unmarked_database(intent: Intent, settings: str, target: str) -> None:
+    assert check_intent(intent, settings_environment=settings, database_marker=None, stamping=True) == target
+
+
+def test_stamping_needs_the_environment_given_and_production_confirmed() -> None:
+    with pytest.raises(ActionRefused, match="carries no environment marker"):
+        check_intent(Intent("migrate"), settings_environment="dev", database_marker=None, stamping=True)
+    with pytest.raises(ActionRefused, match="targets production"):
+        check_intent(Intent("migrate", environment="production"), settings_environment="production",
+                     database_marker=None, stamping=True)
 
 
 @pytest.mark.parametrize(("intent", "settings", "marker", "why"), REFUSED)

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from opensearchpy import OpenSearch
 
+from kfm_ops.identity import Identity
 from kfm_ops.settings import SearchSettings
 from kfm_ops.stores.base import Store
 from kfm_ops.stores.search.transport import DeadlineTransport, FastJSONSerializer, ReadOnlyTransport
@@ -45,6 +46,23 @@ class SearchStore(Store[SearchSettings]):
         assert isinstance(transport, DeadlineTransport)
         transport.deadline = section.query_timeout
         transport.boundary = (self.service, self.address)
+
+    def identity(self, index: str) -> Identity | None:
+        """The deployment stamp in the ``_meta`` of the identity index, if the index exists."""
+        if not self.client.indices.exists(index=index):
+            return None
+        mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
+        return Identity.from_fields((mapping.get("_meta") or {}).get("kfm_identity"))
+
+    def stamp(self, index: str, identity: Identity, run_id: str) -> None:
+        """Write the deployment stamp (a writer store): a document-less index whose ``_meta`` carries it."""
+        meta = {"kfm_identity": {**identity.as_fields(), "stamped_by": run_id}}
+        if self.client.indices.exists(index=index):
+            self.client.indices.put_mapping(index=index, body={"_meta": meta})
+        else:
+            self.client.indices.create(index=index, body={
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": {"dynamic": "strict", "properties": {}, "_meta": meta}})
 
     def ping(self) -> None:
         self.client.info()

@@ -38,13 +38,23 @@ class SearchState:
                       key=self.version, reverse=True)
 
 
+def ours(prefix: str, found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The indices kfm-ops made, with their ``_meta.kfm``: named exactly ``<prefix>NNNN`` and carrying the state.
+
+    Anything else that matches the prefix pattern (a hand-made ``<prefix>backup``, another
+    tool's index) is never counted, rolled back to, or pruned.
+    """
+    pattern = re.compile(re.escape(prefix) + r"\d{4}")
+    metas = {name: (body.get("mappings", {}).get("_meta") or {}).get("kfm") for name, body in found.items()}
+    return {name: meta for name, meta in metas.items() if pattern.fullmatch(name) and isinstance(meta, dict)}
+
+
 def search_state(client: OpenSearch, contract: dict[str, Any]) -> SearchState:
-    """Read the alias and every index of the contract's prefix, with their ``_meta.kfm``."""
+    """Read the alias and the versioned indices kfm-ops made under the contract's prefix."""
     alias, prefix = contract["alias"], contract["index_prefix"]
     live = sorted(client.indices.get_alias(name=alias)) if client.indices.exists_alias(name=alias) else []
     found = client.indices.get(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
-    metas = {name: (body.get("mappings", {}).get("_meta") or {}).get("kfm", {}) for name, body in found.items()}
-    return SearchState(alias, prefix, live, metas)
+    return SearchState(alias, prefix, live, ours(prefix, found))
 
 
 def point_alias(client: OpenSearch, alias: str, live: list[str], target: str) -> None:

@@ -1,0 +1,43 @@
+"""Contracts are validated when loaded: every identifier they supply has its shape, or exit 2 names it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kfm_ops import contracts
+from kfm_ops.errors import UsageError
+
+
+def _copy(tmp_path: Path, name: str, change: Any) -> Path:
+    folder = tmp_path / "contracts"
+    shutil.copytree(contracts.BUILTIN, folder)
+    data = json.loads((folder / f"{name}.json").read_text())
+    change(data)
+    (folder / f"{name}.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_the_builtin_contracts_are_valid() -> None:
+    for name in contracts.NAMES:
+        assert contracts.load(name)
+
+
+@pytest.mark.parametrize(("name", "change", "field"), [
+    ("search", lambda c: c.update(alias="kfm-items,*"), "alias"),
+    ("search", lambda c: c.update(index_prefix="Kfm Items"), "index_prefix"),
+    ("graph", lambda c: c["labels"].update({"Item`) DETACH DELETE (n": {"key": "id", "properties": []}}), "labels"),
+    ("graph", lambda c: c["constraints"][0].update(property="id} RETURN 1 //"), "constraints[0].property"),
+    ("cache", lambda c: c["redis"].update(summary_key="kfm:{dataset_id.__class__}"), "redis.summary_key"),
+    ("cache", lambda c: c["redis"].update(meta_key="kfm meta"), "redis.meta_key"),
+    ("postgis", lambda c: c["tables"].update({"kfm.items; DROP TABLE x": {"columns": {}}}), "tables"),
+])
+def test_a_bad_identifier_is_refused_at_load(tmp_path: Path, name: str, change: Any, field: str) -> None:
+    folder = _copy(tmp_path, name, change)
+    with pytest.raises(UsageError) as refused:
+        contracts.load(name, folder)
+    assert field in refused.value.message and refused.value.exit_code == 2
