@@ -2,10 +2,18 @@
 
 One function serves ``kfm-maint check`` (output to the terminal), the verification
 after an action (captured, report read back) and kfm-ops's own tests.
+
+The installed checks run isolated (:func:`installed_checks`): Python does not put the
+current directory on ``sys.path`` (``-P``), pytest reads the ini that ships with the
+checks (``opschecks/pytest.ini``) with their package as rootdir, in a neutral working
+directory, without ``PYTEST_ADDOPTS``/``PYTEST_PLUGINS`` — so a ``pytest.ini`` or an
+``opschecks/`` folder where an operator happens to stand (or one planted there) never
+runs with the harness's write credentials in the environment.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfm_ops.errors import ActionFailed
+from kfm_ops.errors import ActionFailed, UsageError
 
 
 @dataclass
@@ -28,19 +36,35 @@ class PytestRun:
     stderr: str = ""
 
 
+ISOLATION_DROPS = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONPATH")
+
+
+def installed_checks(*args: str) -> list[str]:
+    """pytest arguments for the installed opschecks, with their own ini and rootdir."""
+    spec = importlib.util.find_spec("opschecks")
+    if spec is None or spec.origin is None:
+        raise UsageError("the opschecks package is not installed", hint="pip install kfm-ops")
+    package = Path(spec.origin).parent
+    return ["-c", str(package / "pytest.ini"), "--rootdir", str(package), "--pyargs", "opschecks", *args]
+
+
 def run_pytest(args: list[str], *, env: dict[str, str] | None = None, inherit_env: bool = True,
                cwd: Path | None = None, report_file: Path | None = None, capture: bool = True,
-               timeout: float | None = None) -> PytestRun:
+               timeout: float | None = None, isolated: bool = False) -> PytestRun:
     """``python -m pytest <args> --json-report`` in a child process; the report is always written and read.
 
     ``env`` is added to this process's environment (or replaces it, ``inherit_env=False``);
     ``report_file`` keeps the report (a temporary one otherwise); ``capture=False`` lets the
-    child print to our terminal.
+    child print to our terminal; ``isolated`` runs it away from the current directory (see above).
     """
     with tempfile.TemporaryDirectory(prefix="kfm-pytest-") as tmp:
-        report = Path(report_file) if report_file else Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pytest", *args, "--json-report", f"--json-report-file={report}"]
+        report = Path(report_file).resolve() if report_file else Path(tmp) / "report.json"
+        python = [sys.executable, "-P"] if isolated else [sys.executable]
+        cmd = [*python, "-m", "pytest", *args, "--json-report", f"--json-report-file={report}"]
         base = dict(os.environ) if inherit_env else {}
+        if isolated:
+            base = {k: v for k, v in base.items() if k not in ISOLATION_DROPS}
+            cwd = Path(tmp)
         proc = subprocess.run(cmd, cwd=cwd, env={**base, **(env or {})}, capture_output=capture, text=True,
                               timeout=timeout, check=False)
         data = json.loads(report.read_text()) if report.is_file() else None
@@ -49,8 +73,7 @@ def run_pytest(args: list[str], *, env: dict[str, str] | None = None, inherit_en
 
 def verify_report(markers: str, run_id: str) -> dict[str, Any]:
     """Run the installed checks selected by ``markers`` (an action's verification); return the JSON report."""
-    run = run_pytest(["--pyargs", "opschecks", "-m", markers, "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                      "--strict-markers"], env={"KFM_RUN_ID": run_id})
+    run = run_pytest(installed_checks("-m", markers, "-q"), env={"KFM_RUN_ID": run_id}, isolated=True)
     if run.report is None:
         raise ActionFailed("verify", "verify", f"the verification checks did not run (pytest exit {run.returncode})")
     return run.report

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kfm_ops import __version__, log
-from kfm_ops.checkrun import run_pytest
+from kfm_ops.checkrun import installed_checks, run_pytest
 from kfm_ops.errors import ExitCode, KfmError, UsageError
 from kfm_ops.redact import redact
 from kfm_ops.settings import load_settings
@@ -93,12 +93,26 @@ def _command(args: argparse.Namespace) -> Command:
     return next(c for c in COMMANDS if c.words == words)
 
 
+PATH_SETTINGS = ("KFM_ENV_FILE", "KFM_SECRETS_DIR", "KFM_CONTRACTS_DIR", "KFM_LOG_FILE")
+
+
+def _anchor_paths() -> None:
+    """Relative paths in settings mean the operator's directory: make them absolute for the check runs,
+    which start elsewhere (checkrun's isolation). A ``.env`` here is the default settings file."""
+    if "KFM_ENV_FILE" not in os.environ and Path(".env").is_file():
+        os.environ["KFM_ENV_FILE"] = ".env"
+    for name in PATH_SETTINGS:
+        value = os.environ.get(name)
+        if value and not Path(value).is_absolute():
+            os.environ[name] = str(Path(value).resolve())
+
+
 def run_checks(pytest_args: list[str], opts: dict[str, Any], run_id: str) -> int:
     """`kfm-maint check`: the opschecks in a pytest process, exit codes mapped to ours."""
     args = [a for a in pytest_args if a != "--"]
-    env = {"KFM_RUN_ID": run_id, **({"KFM_ENV_FILE": opts["env_file"]} if opts["env_file"] else {})}
+    env = {"KFM_RUN_ID": run_id}
     # Always a report: it is how an unreachable service (exit 4) is told from a failed check (1).
-    run = run_pytest(["--pyargs", "opschecks", *args], env=env, capture=False,
+    run = run_pytest(installed_checks(*args), env=env, capture=False, isolated=True,
                      report_file=Path(opts["json_report_file"]) if opts["json_report_file"] else None)
     unreachable = (run.report or {}).get("kfm", {}).get("unreachable")
     mapping = {0: ExitCode.OK, 1: ExitCode.CHECKS_FAILED, 2: ExitCode.INTERNAL, 3: ExitCode.INTERNAL,
@@ -121,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("kfm-maint: a command is required", hint="see `kfm-maint --help`")
         if opts["env_file"]:
             os.environ["KFM_ENV_FILE"] = opts["env_file"]
-        settings = load_settings(opts["env_file"])
+        _anchor_paths()
+        settings = load_settings(os.environ.get("KFM_ENV_FILE"))
         run_id = log.new_run_id()  # every kfm-maint run is its own run (the ledger key)
         log.configure(run_id=run_id, environment=settings.environment or "unset", component=f"kfm-maint {args.command}",
                       level=settings.log_level, log_file=settings.log_file)
