@@ -52,6 +52,7 @@ class ServiceHub:
         self._failures: dict[tuple[str, bool], KfmError] = {}
         self._versions: dict[str, str] = {}
         self._extra: list[Store[Any]] = []  # stores opened outside the cache (fresh connections)
+        self._owner: PostgisStore | None = None
         self._lock = threading.Lock()
 
     def configured(self, name: str) -> bool:
@@ -75,6 +76,19 @@ class ServiceHub:
 
     def llm(self) -> LlmStore:
         return cast("LlmStore", self._open("llm", False))
+
+    def postgis_owner(self) -> PostgisStore:
+        """The owner role in a read-only session (dry runs too): for what only the owner may read."""
+        section = self.settings.postgis
+        if section is None:
+            raise NotConfigured("postgis")
+        with self._lock:
+            if self._owner is None:
+                from kfm_ops.stores.postgis import PostgisStore
+
+                self._owner = PostgisStore(section, owner=True, application_name=self.application_name)
+                self._extra.append(self._owner)
+            return self._owner
 
     def fresh_postgis_writer(self) -> PostgisStore:
         """A new write connection to the canonical store, not the shared one (for a retry after a drop)."""
@@ -180,3 +194,4 @@ class ServiceHub:
                     store.close()
             self._stores.clear()
             self._extra.clear()
+            self._owner = None

@@ -77,6 +77,8 @@ class GraphSettings(ServiceSettings):
     url: str
     username: str = "neo4j"
     password: SecretStr | None = None
+    write_username: str | None = None  # actions only; unset: the check account (give checks a reader)
+    write_password: SecretStr | None = None
     database: str = "neo4j"
 
     @field_validator("url")
@@ -97,6 +99,8 @@ class _HttpSettings(ServiceSettings):
 class SearchSettings(_HttpSettings):
     username: str | None = None
     password: SecretStr | None = None
+    write_username: str | None = None  # actions only; unset: the check account (give checks a reader)
+    write_password: SecretStr | None = None
     verify_certs: bool = True
     allow_yellow: bool = True
 

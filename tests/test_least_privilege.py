@@ -31,6 +31,6 @@ def test_owner_credentials_for_checks_are_flagged() -> None:
                    "KFM_POSTGIS__PASSWORD": stack["KFM_POSTGIS__WRITE_PASSWORD"],
                    "KFM_CACHE__USERNAME": stack["KFM_CACHE__WRITE_USERNAME"],
                    "KFM_CACHE__PASSWORD": stack["KFM_CACHE__WRITE_PASSWORD"]})
-    assert "WARNING postgis: the check role can write kfm." in out, out
-    assert "WARNING cache: the check user 'default' may run write commands" in out, out
+    assert "WARNING postgis: check credentials: the role can write kfm." in out, out
+    assert "WARNING cache: check credentials: the user 'default' may run write commands" in out, out
     assert stack["KFM_POSTGIS__WRITE_PASSWORD"] not in out

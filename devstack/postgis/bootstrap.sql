@@ -33,13 +33,19 @@ CREATE SCHEMA IF NOT EXISTS kfm_ops AUTHORIZATION :"owner";
 CREATE SCHEMA IF NOT EXISTS kfm_auth AUTHORIZATION :"owner";
 
 GRANT USAGE ON SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth TO :"reader";
-GRANT SELECT ON ALL TABLES IN SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth TO :"reader";
-ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public, kfm, kfm_cache, kfm_ops, kfm_auth
+GRANT SELECT ON ALL TABLES IN SCHEMA public, kfm, kfm_cache, kfm_ops TO :"reader";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public, kfm, kfm_cache, kfm_ops
   GRANT SELECT ON TABLES TO :"reader";
+-- kfm_auth holds the operators' password hashes: only the owner reads them (kfm-maint user create
+-- compares through an owner session). Revoked again here for stacks bootstrapped before.
+REVOKE SELECT ON ALL TABLES IN SCHEMA kfm_auth FROM :"reader";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA kfm_auth REVOKE SELECT ON TABLES FROM :"reader";
 
--- The checks' role watches sessions, locks and replication of every role: pg_monitor lets it
--- read pg_stat_activity and friends in full (without it other roles' rows show NULL states).
-GRANT pg_monitor TO :"reader";
+-- The checks' role watches sessions, locks and replication of every role: pg_read_all_stats lets
+-- it read pg_stat_activity and friends in full (without it other roles' rows show NULL states).
+-- The narrowest grant that does (pg_monitor adds settings and scan functions it does not need).
+GRANT pg_read_all_stats TO :"reader";
+REVOKE pg_monitor FROM :"reader";
 
 -- The local owner may reset the statistics: `python -m bench.run` reads million-item catalogs
 -- from disk and then resets them, so the cache-hit check measures the stack, not the bench.

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import redis
 from redis.client import Pipeline
 
-from kfm_ops.errors import KfmError, UsageError
-from kfm_ops.faults import translate
+from kfm_ops.errors import KfmError, ServiceError, UsageError
+from kfm_ops.faults import PERMISSION, translate
 from kfm_ops.identity import Identity
 from kfm_ops.settings import CacheSettings
 from kfm_ops.stores.base import Store
@@ -109,6 +110,17 @@ class CacheStore(Store[CacheSettings]):
         pipe.delete(key)
         pipe.hset(key, mapping=fields)
         pipe.execute()
+
+    def write_capable(self) -> str | None:
+        """Why this user could write (a write command is allowed by its ACL), or None. Changes nothing:
+        the probe deletes a key that does not exist."""
+        try:
+            self.client.delete(f"kfm:privilege-probe:{uuid.uuid4().hex}")
+        except ServiceError as exc:
+            if exc.fault == PERMISSION:
+                return None
+            raise
+        return f"the user {self.client.acl_whoami()!r} may run write commands"
 
     # --- summaries (the cache contract's layout)
     def replace_summary(self, key: str, fields: dict[str | bytes, Any], ttl: int) -> None:

@@ -71,9 +71,11 @@ class GraphStore(Store[GraphSettings]):
         self.database = section.database
         self.timeout = section.query_timeout
         with self.errors():
+            username, secret = ((section.write_username, section.write_password)
+                                if write and section.write_username else (section.username, section.password))
             self.driver = neo4j.GraphDatabase.driver(
                 section.url,
-                auth=(section.username, section.password.get_secret_value() if section.password else ""),
+                auth=(username, secret.get_secret_value() if secret else ""),
                 connection_timeout=section.connect_timeout,
                 connection_acquisition_timeout=section.connect_timeout + section.query_timeout,
                 max_transaction_retry_time=section.connect_timeout,

@@ -31,6 +31,13 @@ PUBLISHED_ITEMS = "kfm_ops.published_items"
 PUBLISHED_DATASETS = "kfm_ops.published_datasets"
 """The view of published datasets."""
 
+# Tables of the harness's schemas the session's role may change (the check role should see none).
+WRITABLE_SQL = """
+SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('kfm', 'kfm_ops', 'kfm_cache', 'kfm_auth') AND c.relkind IN ('r', 'm', 'p')
+  AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+ORDER BY 1 LIMIT 3
+"""
 PUBLISHED_PAIRS_SQL = f'SELECT id, content_hash FROM {PUBLISHED_ITEMS} ORDER BY id COLLATE "C"'
 Pair = tuple[str, str]
 
@@ -41,13 +48,16 @@ class PostgisStore(Store[PostgisSettings]):
     service: ClassVar[str] = "postgis"
     label: ClassVar[str] = "postgis"
 
-    def __init__(self, section: PostgisSettings, *, write: bool = False, application_name: str = "kfm-ops") -> None:
+    def __init__(self, section: PostgisSettings, *, write: bool = False, application_name: str = "kfm-ops",
+                 owner: bool = False) -> None:
+        """``write``: the owner role (the write DSN), able to write; ``owner``: the owner role in a read-only
+        session (what only the owner may read, e.g. the operators' password hashes, without writing)."""
         super().__init__(section, write=write)
-        if write and not section.write_dsn:
+        if (write or owner) and not section.write_dsn:
             raise UsageError("postgis write access needs KFM_POSTGIS__WRITE_DSN",
                              hint="set the owner DSN for kfm-maint")
-        self.dsn = (section.write_dsn if write else section.dsn) or ""
-        secret = section.write_password if write else section.password
+        self.dsn = (section.write_dsn if write or owner else section.dsn) or ""
+        secret = section.write_password if write or owner else section.password
         timeout_ms = int(section.query_timeout * 1000)
         if write:
             # Actions run long statements on purpose (COPY, REFRESH … CONCURRENTLY, a million-row
@@ -178,6 +188,13 @@ class PostgisStore(Store[PostgisSettings]):
             "synced_at = excluded.synced_at",
             (store, watermark, run_id),
         )
+
+    def write_capable(self) -> str | None:
+        """Why this session's role could write (a superuser, tables it may change), or None."""
+        if self.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            return "the role is a superuser"
+        tables = [r[0] for r in self.rows(WRITABLE_SQL)]
+        return f"the role can write {', '.join(tables)}" if tables else None
 
     # --- Store
     def ping(self) -> None:

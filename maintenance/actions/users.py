@@ -76,7 +76,8 @@ class UserCreate:
         return value
 
     def plan(self, hub: ServiceHub) -> Plan[UserPlan]:
-        row = hub.postgis().execute(
+        # the password hashes are the owner's to read: the check role has no access to kfm_auth
+        row = hub.postgis_owner().execute(
             "SELECT role, password_hash FROM kfm_auth.operators WHERE username = %s", (self.username,)
         ).fetchone()
         exists = row is not None

@@ -1,7 +1,7 @@
 """PostGIS health: reachable, recent enough, and free of the usual operational distress.
 
 The session-activity checks need the reader role to see other roles' sessions
-(``pg_read_all_stats``, e.g. through ``GRANT pg_monitor``); without it they fail
+(``GRANT pg_read_all_stats``, the narrowest grant; ``pg_monitor`` includes it); without it they fail
 instead of passing blind.
 """
 
@@ -23,7 +23,7 @@ def _require_stats_visibility(postgis: PostgisStore) -> None:
     user, visible = postgis.one("SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
                                 "OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')")
     expect(visible, f"role {user} cannot see other sessions' state (no pg_read_all_stats)", postgis.where(),
-           hint=f"GRANT pg_monitor TO {user}")
+           hint=f"GRANT pg_read_all_stats TO {user}")
 
 
 @pytest.mark.smoke

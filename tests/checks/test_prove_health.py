@@ -419,3 +419,34 @@ def test_canary_over_latency_budget(kfm_settings: Any, toxiproxy: Any) -> None:
     assert_fails(LLM + "test_llm_canary_completion", "over the 1.0s budget",
                  env={"KFM_LLM__URL": f"http://{address}", "KFM_LLM__LATENCY_BUDGET": "1"})
 
+
+
+# --------------------------------------------------------------------------- least privilege
+
+PRIV = "opschecks/health/test_privileges.py::"
+
+
+def _owner_settings() -> dict[str, str]:
+    from tests.helpers import ROOT
+
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.startswith("KFM_"))
+
+
+@pytest.mark.proves(PRIV + "test_postgis_check_role_cannot_write")
+def test_checks_given_the_owner_role() -> None:
+    stack = _owner_settings()
+    message = assert_fails(PRIV + "test_postgis_check_role_cannot_write", "the check role could write",
+                           "the role can write kfm.",
+                           env={"KFM_POSTGIS__DSN": stack["KFM_POSTGIS__WRITE_DSN"],
+                                "KFM_POSTGIS__PASSWORD": stack["KFM_POSTGIS__WRITE_PASSWORD"]})
+    assert stack["KFM_POSTGIS__WRITE_PASSWORD"] not in message
+
+
+@pytest.mark.proves(PRIV + "test_cache_check_user_cannot_write")
+def test_checks_given_the_cache_owner() -> None:
+    stack = _owner_settings()
+    assert_fails(PRIV + "test_cache_check_user_cannot_write", "the check user could write",
+                 "the user 'default' may run write commands",
+                 env={"KFM_CACHE__USERNAME": stack["KFM_CACHE__WRITE_USERNAME"],
+                      "KFM_CACHE__PASSWORD": stack["KFM_CACHE__WRITE_PASSWORD"]})

@@ -233,6 +233,11 @@ def test_postgis_roles(running_stack: dict[str, dict], cfg: dict[str, str]) -> N
         schemas = _psql(cfg, owner, owner_pw, "select string_agg(nspname, ',' order by nspname) from pg_namespace "
                                               f"where nspname like 'kfm%' and nspowner = '{owner}'::regrole")
         assert schemas.stdout.strip() == "kfm,kfm_auth,kfm_cache,kfm_ops"
+        hashes = _psql(cfg, reader, reader_pw, "select count(*) from kfm_auth.operators")
+        assert hashes.returncode != 0 and "permission denied" in hashes.stderr  # the owner's only
+        grants = _psql(cfg, reader, reader_pw, "select pg_has_role('pg_read_all_stats', 'USAGE'), "
+                                               "pg_has_role('pg_monitor', 'MEMBER')")
+        assert grants.stdout.strip() == "t|f"
     finally:
         _psql(cfg, owner, owner_pw, f"drop table if exists {table}")
     su = _psql(cfg, "postgres", owner_pw, "select 1")

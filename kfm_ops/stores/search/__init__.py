@@ -28,8 +28,9 @@ class SearchStore(Store[SearchSettings]):
 
     def __init__(self, section: SearchSettings, *, write: bool = False) -> None:
         super().__init__(section, write=write)
-        auth = ((section.username, section.password.get_secret_value())
-                if section.username and section.password else None)
+        username, secret = ((section.write_username, section.write_password)
+                            if write and section.write_username else (section.username, section.password))
+        auth = (username, secret.get_secret_value()) if username and secret else None
         self.client = OpenSearch(
             hosts=[section.url],
             http_auth=auth,
