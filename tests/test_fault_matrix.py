@@ -50,12 +50,14 @@ FAULTS: dict[str, tuple[dict[str, Any] | None, tuple[str, ...], str]] = {
     "latency": ({"type": "latency", "stream": "downstream", "attributes": {"latency": 8000}},
                 ("timeout",), "fail"),
     "timeout": ({"type": "timeout", "stream": "downstream", "attributes": {"timeout": 0}}, ("timeout",), "fail"),
+    # "connection failed": what a driver says when the connection broke with no OS error behind it
+    # (libpq for any failed start-up, Neo4j for a defunct connection) — kfm_ops/faults.py
     "reset_peer": ({"type": "reset_peer", "stream": "downstream", "attributes": {"timeout": 0}},
-                   ("connection reset", "connection closed", "timeout"), "fail"),
+                   ("connection reset", "connection closed", "connection failed", "timeout"), "fail"),
     "reset_midstream": ({"type": "limit_data", "stream": "downstream", "attributes": {"bytes": 30000}},
-                        ("connection closed", "connection reset", "timeout"), "either"),
+                        ("connection closed", "connection reset", "connection failed", "timeout"), "either"),
     "bandwidth": ({"type": "bandwidth", "stream": "downstream", "attributes": {"rate": 2}},
-                  ("timeout", "connection closed", "connection reset"), "either"),
+                  ("timeout", "connection closed", "connection reset", "connection failed"), "either"),
     "latency_brief": ({"type": "latency", "stream": "downstream", "attributes": {"latency": 50}}, (), "succeed"),
 }
 
@@ -158,7 +160,7 @@ def test_one_reset_during_warm_up_is_retried(service: str, monkeypatch: pytest.M
         finally:
             hub.close()
     assert len(retried) == 1, retried
-    assert retried[0].startswith(("connection reset", "connection closed"))
+    assert retried[0].startswith(("connection reset", "connection closed", "connection failed"))
 
 
 def render(cells: list[dict[str, Any]]) -> str:
