@@ -168,8 +168,8 @@ class PostgisStore(Store[PostgisSettings]):
         """The deployment identity this database is stamped with (``kfm_ops.environment``), if any."""
         if not self.exists("kfm_ops.environment"):
             return None
-        row = self.execute("SELECT to_jsonb(e) FROM kfm_ops.environment e").fetchone()
-        return Identity.from_fields(row[0]) if row else None
+        row = self.execute("SELECT to_jsonb(e) FROM kfm_ops.environment e").fetchone()  # 006 may be pending
+        return Identity.from_fields({**row[0], "environment": row[0].get("name")}) if row else None
 
     def environment_marker(self) -> str | None:
         """The environment this database says it is (``kfm_ops.environment``), if it carries a marker."""
