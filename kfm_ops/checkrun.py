@@ -5,7 +5,8 @@ after an action (captured, report read back) and kfm-ops's own tests.
 
 The installed checks run isolated (:func:`installed_checks`): Python does not put the
 current directory on ``sys.path`` (``-P``), pytest reads the ini that ships with the
-checks (``opschecks/pytest.ini``) with their package as rootdir, in a neutral working
+checks (``opschecks/kfm-checks.ini``: not named pytest.ini, so ``pytest opschecks/…`` in a
+checkout does not pick it up) with their package as rootdir, in a neutral working
 directory, without ``PYTEST_ADDOPTS``/``PYTEST_PLUGINS`` — so a ``pytest.ini`` or an
 ``opschecks/`` folder where an operator happens to stand (or one planted there) never
 runs with the harness's write credentials in the environment.
@@ -45,7 +46,7 @@ def installed_checks(*args: str) -> list[str]:
     if spec is None or spec.origin is None:
         raise UsageError("the opschecks package is not installed", hint="pip install kfm-ops")
     package = Path(spec.origin).parent
-    return ["-c", str(package / "pytest.ini"), "--rootdir", str(package), "--pyargs", "opschecks", *args]
+    return ["-c", str(package / "kfm-checks.ini"), "--rootdir", str(package), "--pyargs", "opschecks", *args]
 
 
 def run_pytest(args: list[str], *, env: dict[str, str] | None = None, inherit_env: bool = True,
