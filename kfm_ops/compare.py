@@ -57,10 +57,11 @@ class Diff:
 
 
 def compare(canonical: Iterator[Pair], derived: Iterator[Pair], *, store: str, first_n: int = 10,
-            on_orphan: Callable[[str], None] | None = None) -> Diff:
+            on_diff: Callable[[str, str], None] | None = None) -> Diff:
     """Sorted merge of two id-ordered streams (byte order of the ids).
 
-    ``on_orphan`` sees every orphaned id as the merge passes it (e.g. to delete in batches).
+    ``on_diff(kind, id)`` sees every difference as the merge passes it (kind: missing, orphaned,
+    stale) — to delete orphans in batches, or to date each difference.
     """
     diff = Diff(store=store, first_n=first_n)
     a = next(canonical, None)
@@ -68,17 +69,19 @@ def compare(canonical: Iterator[Pair], derived: Iterator[Pair], *, store: str, f
     while a is not None or b is not None:
         if b is None or (a is not None and a[0] < b[0]):
             assert a is not None
-            diff.note("missing", a[0])
+            kind, item_id = "missing", a[0]
             a = next(canonical, None)
         elif a is None or b[0] < a[0]:
-            diff.note("orphaned", b[0])
-            if on_orphan is not None:
-                on_orphan(b[0])
+            kind, item_id = "orphaned", b[0]
             b = next(derived, None)
         else:
             diff.compared += 1
-            if a[1] != b[1]:
-                diff.note("stale", a[0])
+            kind, item_id = ("stale" if a[1] != b[1] else ""), a[0]
             a = next(canonical, None)
             b = next(derived, None)
+            if not kind:
+                continue
+        diff.note(kind, item_id)
+        if on_diff is not None:
+            on_diff(kind, item_id)
     return diff

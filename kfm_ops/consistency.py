@@ -1,22 +1,133 @@
 """Cross-store consistency: each derived store compared with the canonical published items.
 
-Search compares order-free digests first (both computed where the data is: PostGIS
-streams its pairs into :class:`~kfm_ops.digest.Digest`, OpenSearch aggregates its own)
-and runs the sorted merge of :mod:`kfm_ops.compare` only on a mismatch, to name the ids.
-The graph is merged directly (keyset pages on the constrained id).
+Two ways, one result (:class:`~kfm_ops.compare.Diff`):
+
+- :func:`bucket_compare` — the bucket digests of both sides (:mod:`kfm_ops.buckets`,
+  computed by each engine), then an id-by-id merge of the differing buckets only. What the
+  checks and ``kfm-maint sync`` use: its cost follows the differences, not the catalog.
+- :func:`search_matches` / :func:`graph_matches` — the order-free digest of every
+  (id, content_hash) (:mod:`kfm_ops.digest`) or the full merge: what a rebuild's verify uses,
+  reading every record's own values.
+
+:func:`classify` dates each difference (the contract's change dating, docs/contracts.md) and
+tells the *pending* ones — changes the store was not yet due to have — from the failures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
 
-from kfm_ops.compare import Diff, compare
+from kfm_ops import buckets
+from kfm_ops.compare import Diff, Pair, compare
 from kfm_ops.digest import Digest
 from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
-from kfm_ops.stores.search.reading import search_digest, search_pairs
+from kfm_ops.stores.search import reading as search_reading
+
+
+class DerivedSide(Protocol):
+    """What a derived store offers the bucket comparison."""
+
+    def digests(self) -> buckets.Digests: ...
+
+    def pairs(self, which: list[int]) -> Iterator[Pair]: ...
+
+    def dataset_ids(self, ids: list[str]) -> dict[str, str]: ...
+
+
+@dataclass
+class SearchSide:
+    search: SearchStore
+    index: str
+
+    def digests(self) -> buckets.Digests:
+        return search_reading.bucket_digests(self.search.client, self.index)
+
+    def pairs(self, which: list[int]) -> Iterator[Pair]:
+        return search_reading.pairs_in_buckets(self.search.client, self.index, which)
+
+    def dataset_ids(self, ids: list[str]) -> dict[str, str]:
+        return search_reading.dataset_ids(self.search.client, self.index, ids)
+
+
+@dataclass
+class GraphSide:
+    graph: GraphStore
+
+    def digests(self) -> buckets.Digests:
+        return self.graph.bucket_digests()
+
+    def pairs(self, which: list[int]) -> Iterator[Pair]:
+        return self.graph.pairs_in_buckets(which)
+
+    def dataset_ids(self, ids: list[str]) -> dict[str, str]:
+        return self.graph.dataset_ids(ids)
+
+
+def bucket_compare(postgis: PostgisStore, side: DerivedSide, *, store: str, first_n: int = 10,
+                   on_diff: Callable[[str, str], None] | None = None) -> Diff:
+    """Compare through bucket digests; merge id by id only the buckets that differ."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-buckets") as pool:
+        canonical_future = pool.submit(postgis.bucket_digests)  # both engines sum at the same time
+        derived = side.digests()
+        canonical = canonical_future.result()
+    differing = buckets.differing(canonical, derived)
+    if not differing:
+        return Diff(store=store, first_n=first_n, compared=buckets.total(canonical))
+    diff = compare(postgis.pairs_in_buckets(differing), side.pairs(differing), store=store, first_n=first_n,
+                   on_diff=on_diff)
+    diff.compared += buckets.total({b: v for b, v in canonical.items() if b not in set(differing)})
+    return diff
+
+
+@dataclass
+class Lag:
+    """The differences of a comparison, dated: pending (not yet due) and due (a failure)."""
+
+    watermark: datetime | None
+    pending: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "orphaned": [], "stale": []})
+    due: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "orphaned": [], "stale": []})
+
+    @property
+    def pending_count(self) -> int:
+        return sum(map(len, self.pending.values()))
+
+    @property
+    def due_count(self) -> int:
+        return sum(map(len, self.due.values()))
+
+
+def classify(differences: list[tuple[str, str]], postgis: PostgisStore, side: DerivedSide, *,
+             watermark: datetime | None, now: datetime, max_lag: timedelta, margin: timedelta) -> Lag:
+    """Date every difference and sort it: pending when its change is newer than the store's watermark (less a
+    margin for transactions in flight at sync time) and younger than the freshness SLA; due otherwise.
+
+    A missing or stale record is dated by its item (and its dataset: publishing moves the dataset's
+    ``updated_at``); an orphan by its item if it still exists (its dataset was unpublished), else by the
+    dataset the derived record names (deleting an item moves its dataset's ``updated_at``). A difference
+    that cannot be dated, or a store never synced, is due.
+    """
+    lag = Lag(watermark)
+    ids = [item_id for _kind, item_id in differences]
+    times: dict[str, datetime] = {}
+    for start in range(0, len(ids), 10_000):
+        times.update(postgis.change_times(ids[start:start + 10_000]))
+    gone = [item_id for kind, item_id in differences if kind == "orphaned" and item_id not in times]
+    if gone:
+        owners = side.dataset_ids(gone)
+        dataset_times = postgis.dataset_times(sorted(set(owners.values())))
+        times.update({i: dataset_times[d] for i, d in owners.items() if d in dataset_times})
+    for kind, item_id in differences:
+        changed = times.get(item_id)
+        not_due = (watermark is not None and changed is not None and changed > watermark - margin
+                   and now - changed <= max_lag)
+        (lag.pending if not_due else lag.due)[kind].append(item_id)
+    return lag
 
 
 def search_matches(postgis: PostgisStore, search: SearchStore, index: str, *, store: str,
@@ -30,13 +141,14 @@ def search_matches(postgis: PostgisStore, search: SearchStore, index: str, *, st
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-digest") as pool:
         canonical = pool.submit(lambda: Digest.of(postgis.published_pairs()))
-        derived = search_digest(search.client, index)
+        derived = search_reading.search_digest(search.client, index)
         if canonical.result() == derived:
             return Diff(store=store, first_n=first_n, compared=derived.count)
-    return compare(postgis.published_pairs(), search_pairs(search.client, index), store=store, first_n=first_n)
+    return compare(postgis.published_pairs(), search_reading.search_pairs(search.client, index), store=store,
+                   first_n=first_n)
 
 
 def graph_matches(postgis: PostgisStore, graph: GraphStore, *, store: str, first_n: int = 10,
-                  on_orphan: Callable[[str], None] | None = None) -> Diff:
-    """Compare the graph's Item nodes with the canonical set (sorted merge)."""
-    return compare(postgis.published_pairs(), graph.item_pairs(), store=store, first_n=first_n, on_orphan=on_orphan)
+                  on_diff: Callable[[str, str], None] | None = None) -> Diff:
+    """Compare the graph's Item nodes with the canonical set (sorted merge of every record)."""
+    return compare(postgis.published_pairs(), graph.item_pairs(), store=store, first_n=first_n, on_diff=on_diff)

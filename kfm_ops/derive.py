@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL
 from kfm_ops.errors import ActionFailed, KfmError
 from kfm_ops.stores.policy import PolicyStore
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
@@ -23,10 +24,13 @@ GRID_POLICY = "kfm/sensitivity/grid_degrees"
 
 _GEOMETRY = ("CASE WHEN i.sensitivity = 'restricted' THEN kfm_ops.generalize(i.geom, %(grid)s) "
              "ELSE i.geom END")
+# The bucket digests' numbers (kfm_ops.buckets), written into every derived record.
+_SYNC = (f"{BUCKET_SQL} AS sync_bucket, {H1_SQL} AS sync_h1, {H2_SQL} AS sync_h2"
+         .format(id="i.id", hash="i.content_hash"))
 
 ROWS_SQL = f"""
 SELECT i.id, i.dataset_id, i.title, i.body, i.sensitivity, i.start_datetime, i.end_datetime,
-       i.content_hash, i.updated_at,
+       i.content_hash, i.updated_at, {_SYNC},
        ST_AsText({_GEOMETRY}, 6) AS geometry_wkt,
        (SELECT min(l.object) FROM kfm.prov_links l WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')
            AS generated_by,
@@ -34,6 +38,7 @@ SELECT i.id, i.dataset_id, i.title, i.body, i.sensitivity, i.start_datetime, i.e
        ARRAY(SELECT l.object FROM kfm.prov_links l WHERE l.subject = i.id AND l.relation = 'wasDerivedFrom'
              ORDER BY 1) AS derived_from
 FROM {PUBLISHED_ITEMS} i
+{{extra}}
 ORDER BY i.id COLLATE "C"
 """
 
@@ -43,7 +48,7 @@ SELECT i.id, row_to_json(doc)::text
 FROM {PUBLISHED_ITEMS} i,
 LATERAL (SELECT i.id, i.dataset_id, i.title, i.body, ST_AsGeoJSON({_GEOMETRY}, 6)::json AS geometry,
                 i.sensitivity = 'restricted' AS geometry_generalized, i.sensitivity,
-                i.start_datetime, i.end_datetime, i.content_hash, i.updated_at) doc
+                i.start_datetime, i.end_datetime, i.content_hash, i.updated_at, {_SYNC}) doc
 {{extra}}
 ORDER BY i.id COLLATE "C"
 """
@@ -63,6 +68,7 @@ SELECT l.subject AS activity, l.object AS dataset FROM kfm.prov_links l JOIN {PU
 WHERE l.relation = 'used' ORDER BY 1, 2
 """
 PLACES_SQL = "SELECT id, name, kind FROM kfm.places ORDER BY id"
+CHANGED_SINCE_SQL = f"SELECT id FROM {PUBLISHED_ITEMS} WHERE updated_at >= %s ORDER BY id"
 # Item -> Item links whose both ends are published, in their own pass after every item exists
 # (a link may point at an item of a later batch).
 DERIVED_SQL = f"""
@@ -70,6 +76,7 @@ SELECT l.subject, l.object FROM kfm.prov_links l
 JOIN {PUBLISHED_ITEMS} s ON s.id = l.subject JOIN {PUBLISHED_ITEMS} o ON o.id = l.object
 WHERE l.relation = 'wasDerivedFrom' ORDER BY 1, 2
 """
+DERIVED_SQL_FOR_IDS = DERIVED_SQL.replace("ORDER BY 1, 2", "AND l.subject = ANY(%s) ORDER BY 1, 2")
 SUMMARY_SQL = """
 SELECT s.dataset_id, d.title, s.item_count, s.restricted_count,
        CASE WHEN s.extent IS NULL THEN '' ELSE
@@ -92,26 +99,36 @@ def grid_degrees(policy: PolicyStore) -> float:
     return float(grid)
 
 
+def _only(since: datetime | None, ids: list[str] | None) -> str:
+    """The WHERE clause of a derive query restricted to changes since a time, or to some ids."""
+    if ids is not None:
+        return "WHERE i.id = ANY(%(ids)s)"
+    return "WHERE i.updated_at >= %(since)s" if since else ""
+
+
 def search_documents(postgis: PostgisStore, grid: float, *, since: datetime | None = None,
-                     batch: int = 5000) -> Iterator[tuple[str, str]]:
+                     ids: list[str] | None = None, batch: int = 5000) -> Iterator[tuple[str, str]]:
     """(id, search document as JSON text) of published items, built by PostGIS: no per-row Python JSON work."""
-    extra = "WHERE i.updated_at >= %(since)s" if since else ""
-    yield from postgis.stream(DOCUMENTS_SQL.format(extra=extra), {"grid": grid, "since": since}, batch=batch)
+    yield from postgis.stream(DOCUMENTS_SQL.format(extra=_only(since, ids)),
+                              {"grid": grid, "since": since, "ids": ids}, batch=batch)
 
 
-def graph_items(postgis: PostgisStore, grid: float, *, batch: int = 2000) -> Iterator[dict[str, Any]]:
+def graph_items(postgis: PostgisStore, grid: float, *, since: datetime | None = None, ids: list[str] | None = None,
+                batch: int = 2000) -> Iterator[dict[str, Any]]:
     """Published items as graph upsert parameters: the Item properties and the ids its relationships point at.
 
     ``links_hash`` covers what an item points at (activity, places, derived-from items): the
     canonical content_hash does not, and a changed link must reach the graph too.
     """
-    for r in postgis.stream_dicts(ROWS_SQL, {"grid": grid}, batch=batch):
+    for r in postgis.stream_dicts(ROWS_SQL.format(extra=_only(since, ids)), {"grid": grid, "since": since, "ids": ids},
+                                  batch=batch):
         links = f"{r['generated_by'] or ''}|{','.join(r['places'])}|{','.join(r['derived_from'])}"
         yield {"id": r["id"], "dataset_id": r["dataset_id"], "title": r["title"], "sensitivity": r["sensitivity"],
                "geometry_wkt": r["geometry_wkt"], "content_hash": r["content_hash"],
                "links_hash": hashlib.blake2b(links.encode(), digest_size=16).hexdigest(),
                "updated_at": r["updated_at"].isoformat(), "generated_by": r["generated_by"],
-               "places": list(r["places"])}
+               "places": list(r["places"]), "sync_bucket": r["sync_bucket"], "sync_h1": r["sync_h1"],
+               "sync_h2": r["sync_h2"]}
 
 
 def summary_hash(fields: dict[str, Any]) -> str:

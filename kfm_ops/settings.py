@@ -143,6 +143,8 @@ class CheckSettings(BaseModel):
     min_hit_ratio_blocks: int = Field(10_000, ge=0)  # below this many block accesses the ratio is noise
     max_lock_wait_seconds: float = Field(5.0, gt=0)  # shorter lock waits are normal
     max_freshness_lag_seconds: float = Field(3600, gt=0)
+    # a change whose transaction began up to this long before a sync's snapshot may have committed after it
+    transaction_margin_seconds: float = Field(300, ge=0)
     max_redis_memory_ratio: float = Field(0.9, gt=0, le=1)
     first_n: int = Field(10, ge=1, le=1000)
 

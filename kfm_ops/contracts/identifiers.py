@@ -38,9 +38,10 @@ def _graph(c: dict[str, Any]) -> Iterator[tuple[str, Any, re.Pattern[str]]]:
         yield "relationships", rel, CYPHER
         yield f"relationships.{rel}.from", spec.get("from"), CYPHER
         yield f"relationships.{rel}.to", spec.get("to"), CYPHER
-    for n, constraint in enumerate(c.get("constraints", [])):
-        for field in ("name", "label", "property"):
-            yield f"constraints[{n}].{field}", constraint.get(field), CYPHER
+    for kind in ("constraints", "indexes"):
+        for n, entry in enumerate(c.get(kind, [])):
+            for field in ("name", "label", "property"):
+                yield f"{kind}[{n}].{field}", entry.get(field), CYPHER
 
 
 def _cache(c: dict[str, Any]) -> Iterator[tuple[str, Any, re.Pattern[str]]]:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import neo4j
 
+from kfm_ops.buckets import Digests
 from kfm_ops.identity import Identity
 from kfm_ops.settings import GraphSettings
 from kfm_ops.stores.base import Store
@@ -28,10 +29,11 @@ UPSERT_ITEMS = """
 UNWIND $rows AS r
 MERGE (i:Item {id: r.id})
 WITH i, r WHERE i.content_hash IS NULL OR i.content_hash <> r.content_hash
-                 OR i.links_hash IS NULL OR i.links_hash <> r.links_hash
+                 OR i.links_hash IS NULL OR i.links_hash <> r.links_hash OR i.sync_h1 IS NULL
 CALL { WITH i MATCH (i)-[old]->() DELETE old }
 SET i.dataset_id = r.dataset_id, i.title = r.title, i.sensitivity = r.sensitivity, i.geometry_wkt = r.geometry_wkt,
-    i.content_hash = r.content_hash, i.links_hash = r.links_hash, i.updated_at = r.updated_at
+    i.content_hash = r.content_hash, i.links_hash = r.links_hash, i.updated_at = r.updated_at,
+    i.sync_bucket = r.sync_bucket, i.sync_h1 = r.sync_h1, i.sync_h2 = r.sync_h2
 WITH i, r
 CALL { WITH i, r MATCH (d:Dataset {id: r.dataset_id}) CREATE (i)-[:IN_DATASET]->(d) }
 CALL { WITH i, r MATCH (a:Activity {id: r.generated_by}) CREATE (i)-[:WAS_GENERATED_BY]->(a) }
@@ -116,6 +118,25 @@ class GraphStore(Store[GraphSettings]):
                 yield row["id"], row["h"] or ""
             after = rows[-1]["id"]
 
+    def bucket_digests(self) -> Digests:
+        """Per bucket of the Item nodes: (count, sum of sync_h1, sum of sync_h2), summed by Neo4j."""
+        rows = self.run("MATCH (i:Item) RETURN i.sync_bucket AS b, count(*) AS n, sum(i.sync_h1) AS h1, "
+                        "sum(i.sync_h2) AS h2")
+        return {(-1 if r["b"] is None else int(r["b"])): (int(r["n"]), int(r["h1"]), int(r["h2"])) for r in rows}
+
+    def pairs_in_buckets(self, buckets: list[int]) -> Iterator[tuple[str, str]]:
+        """(id, content_hash) of the Item nodes in ``buckets``, id-ordered (an index on sync_bucket finds them)."""
+        wanted = [b for b in buckets if b >= 0]
+        rows = self.run("MATCH (i:Item) WHERE i.sync_bucket IN $b OR ($none AND i.sync_bucket IS NULL) "
+                        "RETURN i.id AS id, i.content_hash AS h ORDER BY i.id", b=wanted, none=-1 in buckets)
+        for row in rows:
+            yield row["id"], row["h"] or ""
+
+    def dataset_ids(self, ids: list[str]) -> dict[str, str]:
+        """The dataset_id each Item node of ``ids`` carries."""
+        rows = self.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.dataset_id AS d", ids=ids)
+        return {r["id"]: r["d"] for r in rows}
+
     def count(self, label: str) -> int:
         return int(self.run(f"MATCH (n:{quoted(label)}) RETURN count(n) AS n")[0]["n"])
 
@@ -130,14 +151,20 @@ class GraphStore(Store[GraphSettings]):
         self.run(f"MATCH (n:{quoted(label)}) DETACH DELETE n")
         self.run(f"CREATE (n:{quoted(label)}) SET n = $p", p={**identity.as_fields(), "stamped_by": run_id})
 
-    def ensure_constraints(self, constraints: list[dict[str, str]]) -> int:
-        """Create the contract's uniqueness constraints that are missing; return how many were created."""
+    def ensure_schema(self, contract: dict[str, Any]) -> int:
+        """Create the contract's uniqueness constraints and indexes that are missing; return how many were created."""
         existing = {r["name"] for r in self.run("SHOW CONSTRAINTS YIELD name RETURN name")}
+        existing |= {r["name"] for r in self.run("SHOW INDEXES YIELD name RETURN name")}
         created = 0
-        for c in constraints:
+        for c in contract["constraints"]:
             if c["name"] not in existing:
                 self.run(f"CREATE CONSTRAINT {quoted(c['name'])} IF NOT EXISTS FOR (n:{quoted(c['label'])}) "
                          f"REQUIRE n.{quoted(c['property'])} IS UNIQUE")
+                created += 1
+        for index in contract.get("indexes", []):
+            if index["name"] not in existing:
+                self.run(f"CREATE INDEX {quoted(index['name'])} IF NOT EXISTS FOR (n:{quoted(index['label'])}) "
+                         f"ON (n.{quoted(index['property'])})")
                 created += 1
         return created
 

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import RowFactory, dict_row, tuple_row
 
+from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL, Digests
 from kfm_ops.errors import UsageError
 from kfm_ops.identity import Identity
 from kfm_ops.settings import PostgisSettings
@@ -38,6 +39,8 @@ WHERE n.nspname IN ('kfm', 'kfm_ops', 'kfm_cache', 'kfm_auth') AND c.relkind IN 
   AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
 ORDER BY 1 LIMIT 3
 """
+_BUCKET_COLUMNS = ", ".join(f"{expr} AS {name}".format(id="id", hash="content_hash")
+                            for expr, name in ((BUCKET_SQL, "b"), (H1_SQL, "h1"), (H2_SQL, "h2")))
 PUBLISHED_PAIRS_SQL = f'SELECT id, content_hash FROM {PUBLISHED_ITEMS} ORDER BY id COLLATE "C"'
 Pair = tuple[str, str]
 
@@ -158,6 +161,53 @@ class PostgisStore(Store[PostgisSettings]):
     def published_pairs(self, *, batch: int = 10_000) -> Iterator[Pair]:
         """(id, content_hash) of the published items, in byte order of the ids, memory flat."""
         yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
+
+    def bucket_digests(self) -> Digests:
+        """Per bucket of the published items: (count, sum of h1, sum of h2), computed by PostgreSQL."""
+        rows = self.rows(f"SELECT b, count(*), sum(h1), sum(h2) FROM (SELECT {_BUCKET_COLUMNS} "
+                         f"FROM {PUBLISHED_ITEMS}) x GROUP BY b")
+        return {int(b): (int(n), int(h1), int(h2)) for b, n, h1, h2 in rows}
+
+    def pairs_in_buckets(self, buckets: list[int]) -> Iterator[Pair]:
+        """(id, content_hash) of the published items in ``buckets``, in byte order of the ids."""
+        yield from self.stream(f"SELECT id, content_hash FROM (SELECT id, content_hash, {_BUCKET_COLUMNS} "
+                               f"FROM {PUBLISHED_ITEMS}) x WHERE b = ANY(%s) ORDER BY id COLLATE \"C\"", (buckets,))
+
+    def change_times(self, ids: list[str]) -> dict[str, datetime]:
+        """When each item of ``ids`` last changed as the contract dates it: the later of its own ``updated_at``
+        and its dataset's (a dataset's ``updated_at`` moves when it is published, unpublished or retired, and
+        when an item of it is deleted). Ids no longer in ``kfm.items`` are absent."""
+        return dict(self.rows("SELECT i.id, greatest(i.updated_at, d.updated_at) FROM kfm.items i "
+                              "JOIN kfm.datasets d ON d.id = i.dataset_id WHERE i.id = ANY(%s)", (ids,)))
+
+    def dataset_times(self, dataset_ids: list[str]) -> dict[str, datetime]:
+        """``updated_at`` of each dataset of ``dataset_ids`` (datasets are retired, never deleted)."""
+        return dict(self.rows("SELECT id, updated_at FROM kfm.datasets WHERE id = ANY(%s)", (dataset_ids,)))
+
+    @contextmanager
+    def snapshot(self) -> Iterator[datetime]:
+        """One consistent view of the canonical store for everything read through this store inside the block.
+
+        A REPEATABLE READ, read-only transaction: every query and stream sees the data as of its
+        start, whatever the pipelines commit meanwhile. Yields the instant the snapshot stands for:
+        the transaction's start, so every change committed before it is in view (the watermark a
+        run that read this snapshot may record). :meth:`export_snapshot` lends it to other sessions.
+        """
+        with self.errors(), self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield self.conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+
+    def export_snapshot(self) -> str:
+        """The id of this store's snapshot (inside :meth:`snapshot`), for other sessions to join."""
+        return str(self.scalar("SELECT pg_export_snapshot()"))
+
+    @contextmanager
+    def joined(self, snapshot_id: str) -> Iterator[None]:
+        """See exactly the snapshot another session exported (as ``pg_dump -j`` does)."""
+        with self.errors(), self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self.conn.execute(pgsql.SQL("SET TRANSACTION SNAPSHOT {}").format(pgsql.Literal(snapshot_id)))
+            yield
 
     def published_count(self) -> tuple[int, datetime | None]:
         """How many items are published, and the newest ``updated_at`` among them."""

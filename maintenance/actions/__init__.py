@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "sync-graph": "maintenance.actions.graph:SyncGraph",
     "cache-rebuild": "maintenance.actions.cache:CacheRebuild",
     "user-create": "maintenance.actions.users:UserCreate",
+    "sync": "maintenance.actions.sync:Sync",
     "identity-stamp": "maintenance.actions.identity:IdentityStamp",
     "identity-environment": "maintenance.actions.identity:IdentityEnvironment",
 }
@@ -77,6 +78,7 @@ def _no_arguments(_parser: argparse.ArgumentParser) -> None:
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--items", type=count(1, 5_000_000), default=2000, help="number of items (default 2000)")
     p.add_argument("--seed", type=count(0, 2**31 - 1), default=42, help="random seed (default 42)")
+    p.add_argument("--force", action="store_true", help="load it again although the same catalog is there")
 
 
 def _reindex_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,6 +107,13 @@ def _reindex(args: argparse.Namespace) -> Action[Any]:
              "graph": lambda: action_class("sync-graph")(prune=args.prune, **sized)}
     chosen = [parts[t]() for t in args.targets]
     return chosen[0] if len(chosen) == 1 else Composite("reindex", chosen)  # type: ignore[no-any-return]
+
+
+def _sync_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Incremental sync: only what differs from one canonical snapshot is derived again and written; "
+                     "deleted and unpublished items leave the stores.")
+    p.add_argument("--targets", type=targets(("search", "graph", "cache")), required=True,
+                   help="comma-separated: search,graph,cache")
 
 
 def _cache_arguments(p: argparse.ArgumentParser) -> None:
@@ -140,8 +149,10 @@ COMMANDS: tuple[Command, ...] = (
     Command(("migrate",), "apply the kfm-ops schema migrations", "medium", _no_arguments,
             lambda _args: action_class("migrate")()),
     Command(("sample-data", "init"), "load the deterministic Kansas sample catalog (dev/staging)", "medium",
-            _sample_arguments, lambda a: action_class("sample-data-init")(items=a.items, seed=a.seed)),
+            _sample_arguments, lambda a: action_class("sample-data-init")(items=a.items, seed=a.seed, force=a.force)),
     Command(("reindex",), "rebuild derived stores from the canonical store", "high", _reindex_arguments, _reindex),
+    Command(("sync",), "bring the live derived stores up to date with what changed", "medium", _sync_arguments,
+            lambda a: action_class("sync")(targets=a.targets)),
     Command(("cache", "rebuild"), "rebuild stats views and Redis summaries", "medium", _cache_arguments,
             lambda a: action_class("cache-rebuild")(targets=a.targets)),
     Command(("user", "create"), "create or update an operator account", "medium", _user_arguments,

@@ -59,11 +59,15 @@ class CacheRebuild:
 
     def apply(self, hub: ServiceHub, plan: Plan[CachePlan], run: RunContext) -> dict[str, Any]:
         counts: dict[str, Any] = {}
+        control = hub.postgis(write=True)
         if "stats" in self.targets:
             concurrently = "CONCURRENTLY " if plan.details.populated else ""
-            hub.postgis(write=True).execute(f"REFRESH MATERIALIZED VIEW {concurrently}kfm_cache.dataset_stats")
+            with control.transaction():  # the refresh reads a snapshot taken after this instant: its watermark
+                instant = control.scalar("SELECT now()")
+                control.execute(f"REFRESH MATERIALIZED VIEW {concurrently}kfm_cache.dataset_stats")
+            control.record_watermark("cache", instant, run.run_id)
             counts["stats_refreshed"] = 1
-        if "summaries" in self.targets:
+        if "summaries" in self.targets:  # summaries come from the view: as fresh as its last refresh
             counts.update(self._summaries(hub, run))
         return counts
 
@@ -97,8 +101,7 @@ class CacheRebuild:
         gone = sorted(previous - {content["dataset_id"] for content, _ in summaries})
         for dataset_id in gone:
             redis.delete(summary_key(contract["summary_key"], dataset_id))
-        mark = watermark.isoformat() if watermark else ""
+        mark = watermark.isoformat() if watermark else ""  # the newest update the summaries cover
         if changed or gone or redis.hget(contract["meta_key"], "watermark") != mark:
             cache.write_meta(contract["meta_key"], mark, run.run_id)
-        control.record_watermark("cache", watermark, run.run_id)
         return {"summaries_changed": changed, "summaries_unchanged": unchanged, "summaries_deleted": len(gone)}

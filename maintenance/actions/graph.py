@@ -69,8 +69,15 @@ class SyncGraph:
         graph = hub.graph(write=True)
         reader = hub.postgis()
         grid = derive.grid_degrees(hub.policy())
-        constraints = graph.ensure_constraints(contracts.load("graph", hub.settings.contracts_dir)["constraints"])
-        total, watermark = reader.published_count()
+        with reader.snapshot() as instant:  # one view of the canonical store; its instant is the watermark
+            counts = self._sync(hub, graph, reader, grid, run)
+        hub.postgis(write=True).record_watermark("graph", instant, run.run_id)
+        return counts
+
+    def _sync(self, hub: ServiceHub, graph: GraphStore, reader: PostgisStore, grid: float,
+              run: RunContext) -> dict[str, Any]:
+        constraints = graph.ensure_schema(contracts.load("graph", hub.settings.contracts_dir))
+        total, _newest = reader.published_count()
         datasets = reader.dicts(derive.DATASETS_SQL)
         graph.merge_nodes("Dataset", datasets)
         graph.merge_nodes("Activity", reader.dicts(derive.ACTIVITIES_SQL))
@@ -100,7 +107,6 @@ class SyncGraph:
         else:
             # every published item was just MERGEd, so whatever else carries the label is an orphan
             orphans_left, orphans_deleted = max(0, graph.count("Item") - seen), 0
-        hub.postgis(write=True).record_watermark("graph", watermark, run.run_id)
         return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
                 "derived_links_created": derived, "orphans_left": orphans_left, "orphans_deleted": orphans_deleted}
 
@@ -108,13 +114,15 @@ class SyncGraph:
         """Delete the Items and Datasets the canonical store no longer publishes; return the Items deleted."""
         pending: list[str] = []
 
-        def delete_orphan(item_id: str) -> None:
+        def delete_orphan(kind: str, item_id: str) -> None:
+            if kind != "orphaned":
+                return
             pending.append(item_id)
             if len(pending) >= self.batch:
                 graph.delete_items(pending)
                 pending.clear()
 
-        diff = graph_matches(reader, graph, store="graph", on_orphan=delete_orphan)
+        diff = graph_matches(reader, graph, store="graph", on_diff=delete_orphan)
         graph.delete_items(pending)
         graph.delete_datasets_except(dataset_ids)
         return diff.orphaned

@@ -171,13 +171,14 @@ class SampleDataInit:
     verify_markers = "postgis and not (search or graph or cache or policy or llm)"
     bootstraps_schema = False
 
-    def __init__(self, *, items: int = 2000, seed: int = 42) -> None:
+    def __init__(self, *, items: int = 2000, seed: int = 42, force: bool = False) -> None:
         if not 1 <= items <= MAX_ITEMS:
             raise UsageError(f"--items {items} is out of range", hint=f"use a whole number from 1 to {MAX_ITEMS}")
         if not 0 <= seed <= 2**31 - 1:
             raise UsageError(f"--seed {seed} is out of range", hint="use a whole number from 0 to 2147483647")
         self.items = items
         self.seed = seed
+        self.force = force
 
     def plan(self, hub: ServiceHub) -> Plan[SamplePlan]:
         conn = hub.postgis()
@@ -190,7 +191,7 @@ class SampleDataInit:
             row = conn.execute("SELECT seed, items FROM kfm_ops.sample_catalog").fetchone()
             count = conn.scalar("SELECT count(*) FROM kfm.items")
             loaded = (row[0], row[1], count) if row else None
-        same = loaded is not None and loaded == (self.seed, self.items, self.items)
+        same = loaded is not None and loaded == (self.seed, self.items, self.items) and not self.force
         return Plan(
             what=f"replace the canonical catalog with the sample catalog (seed {self.seed})",
             where=[f"{conn.where()}: kfm.datasets, kfm.items, kfm.places, kfm.item_places, kfm.prov_*"],

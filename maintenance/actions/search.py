@@ -9,22 +9,27 @@ step deletes only the half-built index and names the step. The search room
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
-from kfm_ops import contracts
+from kfm_ops import contracts, converge, log
 from kfm_ops.consistency import search_matches
 from kfm_ops.derive import grid_degrees, search_documents
 from kfm_ops.errors import ActionFailed, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.interrupt import STOP
+from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
 from kfm_ops.stores.search.bulk import BUILD_SETTINGS, BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from kfm_ops.stores.search.indices import discard, mark, point_alias, prune, search_state
 from maintenance.action import Plan, RunContext
 
-CATCH_UP_MARGIN = timedelta(minutes=5)  # covers writers whose transactions began before our snapshot
+# After the build, rounds bring the new index to newer snapshots until a round finds at most
+# CONVERGED changes (then the swap, and one round more right after it).
+MAX_ROUNDS = 5
+CONVERGED = 200
 
 
 def _contract(hub: ServiceHub) -> dict[str, Any]:
@@ -73,9 +78,12 @@ class ReindexSearch:
                       "existing_indices": len(state.metas)},
             rollback=f"`kfm-maint reindex rollback` points {alias} back at {live[0] if live else 'nothing'}",
             steps=[] if up_to_date else [
-                f"create {new_index} (contract mapping, refresh off)", "stream + bulk-load published items",
-                "catch up writes since the scan watermark", "refresh and verify count + content hashes",
-                f"swap alias {alias} atomically", f"prune to the newest {self.keep} verified indices"],
+                f"create {new_index} (contract mapping, refresh off)",
+                "stream + bulk-load published items from one canonical snapshot",
+                "refresh and verify every id + content hash against that snapshot",
+                "converge with the changes committed meanwhile (rounds on newer snapshots)",
+                f"swap alias {alias} atomically", "converge once more right after the swap",
+                f"prune to the newest {self.keep} verified indices"],
             details=ReindexPlan(alias, new_index, live, newest.isoformat() if newest else None),
             nothing_to_do=up_to_date,
         )
@@ -96,28 +104,29 @@ class ReindexSearch:
             body = {"settings": {**contract["settings"], **BUILD_SETTINGS},
                     "mappings": {**contract["mappings"], "_meta": {"kfm": {"state": "building", "run_id": run.run_id}}}}
             client.indices.create(index=new, body=body)
-            step = "bulk"
-            total, watermark = reader.published_count()
-            scan_start = reader.scalar("SELECT now()")
-            def batch_done(done: int) -> None:
-                run.progress("search documents", done, total)
-                run.checkpoint()  # between bulk requests: stop at once if our lock is gone
+            with reader.snapshot() as instant:  # build and verify against one view of the canonical store
+                step = "bulk"
+                total, _newest = reader.published_count()
 
-            loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
-            step = "catch-up"
-            caught_up = loader.load(search_documents(reader, grid, since=scan_start - CATCH_UP_MARGIN),
-                                    on_done=lambda _done: run.checkpoint())
-            step = "refresh"
-            client.indices.put_settings(index=new, body={"index": {
-                "refresh_interval": contract["settings"]["refresh_interval"], "translog.durability": "request"}})
-            client.indices.flush(index=new)
-            client.indices.refresh(index=new)
-            step = "verify"
-            diff = search_matches(reader, search, new, store=f"search index {new}",
-                                  first_n=hub.settings.checks.first_n)
-            if not diff.clean:
-                raise ActionFailed(self.name, "verify", diff.summary(),
-                                   hint="the live alias was not touched; re-run when the canonical store is quiet")
+                def batch_done(done: int) -> None:
+                    run.progress("search documents", done, total)
+                    run.checkpoint()  # between bulk requests: stop at once if our lock is gone
+
+                loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
+                step = "refresh"
+                client.indices.put_settings(index=new, body={"index": {
+                    "refresh_interval": contract["settings"]["refresh_interval"], "translog.durability": "request"}})
+                client.indices.flush(index=new)
+                client.indices.refresh(index=new)
+                step = "verify"
+                diff = search_matches(reader, search, new, store=f"search index {new}",
+                                      first_n=hub.settings.checks.first_n)
+                if not diff.clean:
+                    raise ActionFailed(self.name, "verify", diff.summary(),
+                                       hint="the new index differs from the snapshot it was built from; the live "
+                                       "alias was not touched")
+            step = "converge"
+            rounds, instant = self._converge(reader, search, new, grid, loader, run, instant)
             mark(client, new, "verified", run.run_id)
             step = "swap"
             run.checkpoint()  # never swap the alias without holding the lock
@@ -139,10 +148,36 @@ class ReindexSearch:
             discard(client, new)
             raise
         run.progress("search documents", loaded, total)
-        hub.postgis(write=True).record_watermark("search", watermark, run.run_id)
+        # once more right after the swap: what was committed while the alias moved reaches the live index now
+        with reader.snapshot() as instant:
+            after = converge.search(reader, search, new, grid, loader, action=self.name, checkpoint=run.checkpoint)
+        hub.postgis(write=True).record_watermark("search", instant, run.run_id)
         pruned = prune(client, search_state(client, contract), self.keep)
-        return {"index": new, "documents_loaded": loaded, "caught_up": caught_up, "verified": diff.compared,
-                "previous": ",".join(d.live) or None, "pruned": len(pruned)}
+        return {"index": new, "documents_loaded": loaded, "verified": diff.compared, "rounds": rounds,
+                "converged_after_swap": after.changes, "previous": ",".join(d.live) or None, "pruned": len(pruned)}
+
+    def _converge(self, reader: PostgisStore, search: SearchStore, index: str, grid: float, loader: BulkLoader,
+                  run: RunContext, built_at: datetime) -> tuple[list[int], datetime]:
+        """Bring the new index to newer snapshots until what changed meanwhile is little; fail when the
+        canonical store changes faster than the rounds catch up (naming both rates)."""
+        rounds: list[int] = []
+        previous = built_at
+        for _ in range(MAX_ROUNDS):
+            started = time.monotonic()
+            with reader.snapshot() as instant:
+                done = converge.search(reader, search, index, grid, loader, action=self.name,
+                                       checkpoint=run.checkpoint)
+            rounds.append(done.changes)
+            log.get_logger().info("reindex.round", changes=done.changes, since_s=(instant - previous).total_seconds())
+            if done.changes <= CONVERGED:
+                return rounds, instant
+            written = done.changes / max((instant - previous).total_seconds(), 0.001)
+            synced = done.changes / max(time.monotonic() - started, 0.001)
+            previous = instant
+        raise ActionFailed(self.name, "converge", f"still {rounds[-1]} changes after {MAX_ROUNDS} rounds "
+                           f"({', '.join(map(str, rounds))}): the canonical store changes at ~{written:.0f}/s, the "
+                           f"rounds apply ~{synced:.0f}/s", hint="the live alias was not touched; re-run when the "
+                           "pipelines write less, or rely on kfm-maint sync between rebuilds")
 
 
 @dataclass

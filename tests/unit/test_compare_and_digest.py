@@ -28,7 +28,7 @@ def test_merge_names_missing_orphaned_and_stale_in_id_order() -> None:
 
 def test_merge_keeps_only_the_first_n_ids_but_counts_all() -> None:
     orphans: list[str] = []
-    diff = compare(iter([]), iter(pairs(50)), store="s", first_n=3, on_orphan=orphans.append)
+    diff = compare(iter([]), iter(pairs(50)), store="s", first_n=3, on_diff=lambda kind, i: orphans.append(i))
     assert diff.orphaned == 50 and diff.orphaned_ids == [p[0] for p in pairs(3)]
     assert len(orphans) == 50
 

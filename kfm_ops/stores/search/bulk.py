@@ -36,7 +36,7 @@ BULK_BYTES = 10 * 1024 * 1024
 BULK_IN_FLIGHT = 3
 BULK_ANSWER = "items.*.status,items.*.error"
 
-Document = tuple[str, str]  # (id, JSON text)
+Document = tuple[str, str | None]  # (id, JSON text); no JSON: delete the document
 
 
 class BulkLoader:
@@ -52,8 +52,12 @@ class BulkLoader:
 
     def load(self, documents: Iterable[Document], on_done: Callable[[int], None] | None = None) -> int:
         """Send every document; return how many were loaded."""
-        return run_bounded(chunks(documents, self.batch_size, BULK_BYTES, size=lambda d: len(d[1])), self._send,
-                           in_flight=self.in_flight, name="kfm-bulk", on_done=on_done)
+        return run_bounded(chunks(documents, self.batch_size, BULK_BYTES, size=lambda d: len(d[1] or "")),
+                           self._send, in_flight=self.in_flight, name="kfm-bulk", on_done=on_done)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete the documents ``ids`` (one already gone counts as deleted); return how many were asked for."""
+        return self.load((item_id, None) for item_id in ids)
 
     def _send(self, chunk: list[Document]) -> int:
         """One bulk request; documents the cluster pushed back (429) are sent again, with backoff."""
@@ -74,7 +78,8 @@ class BulkLoader:
     def _request(self, pending: list[Document]) -> list[Document]:
         """Send ``pending`` in one bulk request; return the documents pushed back (429)."""
         # the documents are JSON text already: the body is assembled, never re-serialized
-        body = "".join(f'{{"index":{{"_id":{quoted(item_id)}}}}}\n{doc}\n' for item_id, doc in pending)
+        body = "".join(f'{{"index":{{"_id":{quoted(item_id)}}}}}\n{doc}\n' if doc is not None
+                       else f'{{"delete":{{"_id":{quoted(item_id)}}}}}\n' for item_id, doc in pending)
         try:
             # per document only its status (and error): the full answer is ~10x the bytes to build and parse
             items = self.client.bulk(index=self.index, body=body, params={"filter_path": BULK_ANSWER})["items"]
@@ -82,8 +87,9 @@ class BulkLoader:
             if exc.fault == THROTTLED:  # the whole request refused (the transport's quick retries were not enough)
                 return pending
             raise
-        outcomes = [(doc, item["index"]) for doc, item in zip(pending, items, strict=True)]
-        failed = [(doc[0], o) for doc, o in outcomes if o["status"] >= 300 and o["status"] != 429]
+        outcomes = [(doc, item.get("index") or item["delete"]) for doc, item in zip(pending, items, strict=True)]
+        failed = [(doc[0], o) for doc, o in outcomes
+                  if o["status"] >= 300 and o["status"] != 429 and not (doc[1] is None and o["status"] == 404)]
         if failed:
             raise ActionFailed(self.action, "bulk", f"{len(failed)} documents rejected, first: "
                                f"{failed[0][0]}: {str(failed[0][1].get('error'))[:300]}")

@@ -15,6 +15,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from kfm_ops import log
+from kfm_ops.buckets import BUCKETS, Digests
 from kfm_ops.digest import MOD, PRIMES, Digest
 from kfm_ops.errors import ServiceError
 from kfm_ops.faults import BAD_REQUEST, TIMEOUT
@@ -47,8 +48,10 @@ _AGGREGATION = {"scripted_metric": {
 
 
 def pit_pairs(client: OpenSearch, pit: str, *, sort: list[Any], after: list[Any] | None = None,
-              batch: int = 10_000, keep_alive: str = "2m") -> Iterator[tuple[Any, Pair]]:
-    """(sort value, pair) of every document of a point in time past ``after``, from doc values, page by page."""
+              batch: int = 10_000, keep_alive: str = "2m",
+              query: dict[str, Any] | None = None) -> Iterator[tuple[Any, Pair]]:
+    """(sort value, pair) of every document of a point in time past ``after`` (matching ``query``), from doc
+    values, page by page."""
     while True:
         body: dict[str, Any] = {
             "size": batch,
@@ -60,6 +63,8 @@ def pit_pairs(client: OpenSearch, pit: str, *, sort: list[Any], after: list[Any]
         }
         if after is not None:
             body["search_after"] = after
+        if query is not None:
+            body["query"] = query
         found = client.search(body=body, params={"filter_path": "hits.hits.fields,hits.hits.sort"})
         hits = found.get("hits", {}).get("hits", [])
         if not hits:
@@ -131,3 +136,38 @@ def _index_order_pairs(client: OpenSearch, pit: str, lo: int, hi: int | None, *,
         if hi is not None and position >= hi:
             return
         yield pair
+
+
+def bucket_digests(client: OpenSearch, index: str) -> Digests:
+    """Per bucket of the documents: (count, sum of sync_h1, sum of sync_h2), summed by OpenSearch (no script)."""
+    found = client.search(index=index, body={
+        "size": 0, "track_total_hits": False,
+        "aggs": {"b": {"terms": {"field": "sync_bucket", "size": BUCKETS, "missing": -1},
+                       "aggs": {"h1": {"sum": {"field": "sync_h1"}}, "h2": {"sum": {"field": "sync_h2"}}}}}},
+        params={"request_cache": "false"})
+    return {int(b["key"]): (int(b["doc_count"]), int(b["h1"]["value"]), int(b["h2"]["value"]))
+            for b in found["aggregations"]["b"]["buckets"]}
+
+
+def pairs_in_buckets(client: OpenSearch, index: str, buckets: list[int], *, batch: int = 10_000,
+                     keep_alive: str = "2m") -> Iterator[Pair]:
+    """(id, content_hash) of the documents in ``buckets``, id-ordered (point in time + search_after)."""
+    wanted = [b for b in buckets if b >= 0]
+    query: dict[str, Any] = {"bool": {"should": [{"terms": {"sync_bucket": wanted}}], "minimum_should_match": 1}}
+    if -1 in buckets:  # documents written before the sync fields existed
+        query["bool"]["should"].append({"bool": {"must_not": {"exists": {"field": "sync_bucket"}}}})
+    pit = client.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"]
+    try:
+        for _, pair in pit_pairs(client, pit, sort=ID_ORDER, batch=batch, keep_alive=keep_alive, query=query):
+            yield pair
+    finally:
+        client.delete_pit(body={"pit_id": [pit]})
+
+
+def dataset_ids(client: OpenSearch, index: str, ids: list[str]) -> dict[str, str]:
+    """The dataset_id each document of ``ids`` carries."""
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 1000):
+        docs = client.mget(index=index, body={"ids": ids[start:start + 1000]}, _source=["dataset_id"])["docs"]
+        found.update({d["_id"]: d["_source"].get("dataset_id", "") for d in docs if d.get("found")})
+    return found

@@ -1,0 +1,108 @@
+"""Bringing a derived store to exactly one canonical snapshot, at the cost of what differs.
+
+Used by ``kfm-maint sync`` (the live stores) and by ``kfm-maint reindex`` (the rounds that
+converge a freshly built index with the changes committed while it was built, before and
+right after the alias swap). Each function is called inside :meth:`PostgisStore.snapshot`
+of ``reader``: the bucket digests (:mod:`kfm_ops.buckets`) name the records that differ from
+that snapshot, only those are derived again and written, orphans are deleted, and a second
+digest comparison proves the store now equals the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfm_ops import derive
+from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare
+from kfm_ops.errors import ActionFailed
+from kfm_ops.pipeline import chunks, run_bounded
+from kfm_ops.stores.graph import GraphStore
+from kfm_ops.stores.postgis import PostgisStore
+from kfm_ops.stores.search import SearchStore
+from kfm_ops.stores.search.bulk import BulkLoader
+
+IDS_PER_QUERY = 5000
+
+
+@dataclass
+class Converged:
+    """What one convergence wrote: records derived again (new or changed), orphans deleted."""
+
+    compared: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    changed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return self.upserted + self.deleted
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"compared": self.compared, "upserted": self.upserted, "deleted": self.deleted}
+
+
+def _differences(reader: PostgisStore, side: SearchSide | GraphSide, store: str) -> tuple[list[str], list[str], int]:
+    """(ids to derive again, ids to delete, records compared) against the reader's snapshot."""
+    upsert: list[str] = []
+    delete: list[str] = []
+
+    def note(kind: str, item_id: str) -> None:
+        (delete if kind == "orphaned" else upsert).append(item_id)
+
+    diff = bucket_compare(reader, side, store=store, on_diff=note)
+    return upsert, delete, diff.compared
+
+
+def _proven(reader: PostgisStore, side: SearchSide | GraphSide, store: str, action: str) -> None:
+    diff = bucket_compare(reader, side, store=store)
+    if not diff.clean:
+        raise ActionFailed(action, "verify", diff.summary(),
+                           hint="the store still differs from the snapshot it was synced to; re-run")
+
+
+def search(reader: PostgisStore, store: SearchStore, index: str, grid: float, loader: BulkLoader, *, action: str,
+           checkpoint: Callable[[], None]) -> Converged:
+    """Make ``index`` equal the reader's snapshot: derive again what differs, delete orphans, prove it."""
+    side = SearchSide(store, index)
+    store.client.indices.refresh(index=index)
+    upsert, delete, compared = _differences(reader, side, f"search index {index}")
+    result = Converged(compared=compared, changed_ids=upsert + delete)
+    for ids in chunks(upsert, IDS_PER_QUERY):
+        result.upserted += loader.load(derive.search_documents(reader, grid, ids=ids))
+        checkpoint()
+    result.deleted = loader.delete(delete)
+    store.client.indices.refresh(index=index)
+    _proven(reader, side, f"search index {index}", action)
+    return result
+
+
+def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, action: str,
+          checkpoint: Callable[[], None], since: Any = None) -> Converged:
+    """Make the graph's Items equal the reader's snapshot (links of items changed ``since`` too); prove it."""
+    side = GraphSide(store)
+    upsert, delete, compared = _differences(reader, side, "graph label Item")
+    result = Converged(compared=compared, changed_ids=upsert + delete)
+    merge_nodes(reader, store)
+    linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))] if since is not None else []
+    ids = sorted(set(upsert) | set(linked))  # an item whose links alone changed keeps its content_hash
+    for part in chunks(ids, IDS_PER_QUERY):
+        result.upserted += run_bounded(chunks(derive.graph_items(reader, grid, ids=part), batch),
+                                       store.upsert_items, in_flight=2, name="kfm-graph")
+        store.link_derived(reader.dicts(derive.DERIVED_SQL_FOR_IDS, (part,)))
+        checkpoint()
+    for part in chunks(delete, batch):
+        store.delete_items(part)
+        result.deleted += len(part)
+    store.delete_datasets_except([d["id"] for d in reader.dicts(derive.DATASETS_SQL)])
+    _proven(reader, side, "graph label Item", action)
+    return result
+
+
+def merge_nodes(reader: PostgisStore, store: GraphStore) -> None:
+    """Datasets, activities, places and the USED links: the nodes items point at (few; merged whole)."""
+    store.merge_nodes("Dataset", reader.dicts(derive.DATASETS_SQL))
+    store.merge_nodes("Activity", reader.dicts(derive.ACTIVITIES_SQL))
+    store.merge_used(reader.dicts(derive.USED_SQL))
+    store.merge_nodes("Place", reader.dicts(derive.PLACES_SQL))

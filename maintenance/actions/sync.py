@@ -1,0 +1,105 @@
+"""``kfm-maint sync --targets search,graph,cache``: bring the live derived stores up to date with what changed.
+
+Cost follows the changes, not the catalog: the bucket digests of both sides (each engine sums
+its own, :mod:`kfm_ops.buckets`) name the records that differ from one canonical snapshot;
+only those are derived again and written, orphans (deleted items, items of unpublished or
+retired datasets) are deleted, and a second comparison proves the store equals the snapshot.
+The graph also re-links items changed since its last sync (a changed link moves the item's
+``updated_at``). The cache's stats view is refreshed concurrently and its summaries rewritten
+where they changed. Each store's watermark becomes the snapshot's instant.
+``reindex`` stays the full blue/green rebuild (mapping changes, corruption, disaster recovery).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from kfm_ops import buckets, contracts, converge, derive
+from kfm_ops.consistency import GraphSide, SearchSide
+from kfm_ops.errors import ActionFailed
+from kfm_ops.hub import ServiceHub
+from kfm_ops.stores.search.bulk import BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
+from kfm_ops.stores.search.indices import search_state
+from maintenance.action import Plan, RunContext
+from maintenance.actions.cache import CacheRebuild
+
+# Changes whose transaction began before the last sync's snapshot but committed after it carry an
+# updated_at just before the watermark: the graph's re-linking looks back this far.
+TRANSACTION_MARGIN = timedelta(minutes=5)
+
+
+@dataclass
+class SyncPlan:
+    differing_buckets: dict[str, int]
+    live_index: str | None
+
+
+class Sync:
+    name = "sync"
+    bootstraps_schema = False
+
+    def __init__(self, *, targets: list[str], batch_size: int = 2000) -> None:
+        self.targets = targets
+        self.stores = tuple(targets)
+        self.derived = tuple(targets)
+        self.batch = batch_size
+        self.verify_markers = " or ".join(targets)
+
+    def plan(self, hub: ServiceHub) -> Plan[SyncPlan]:
+        reader = hub.postgis()
+        canonical = reader.bucket_digests()
+        differing: dict[str, int] = {}
+        live = None
+        if "search" in self.targets:
+            state = search_state(hub.search().client, contracts.load("search", hub.settings.contracts_dir))
+            if len(state.live) != 1:
+                raise ActionFailed(self.name, "plan", f"alias {state.alias} points at {len(state.live)} indices",
+                                   hint="sync needs one live index: kfm-maint reindex --targets search")
+            live = state.live[0]
+            differing["search"] = len(buckets.differing(canonical, SearchSide(hub.search(), live).digests()))
+        if "graph" in self.targets:
+            differing["graph"] = len(buckets.differing(canonical, GraphSide(hub.graph()).digests()))
+        changed = sum(differing.values())
+        return Plan(
+            what=f"sync {', '.join(self.targets)} with the canonical store: {changed} of "
+                 f"{buckets.BUCKETS} buckets differ" + (" (and the cache)" if "cache" in self.targets else ""),
+            where=[f"{t}: {'live index ' + live if t == 'search' and live else t}" for t in self.targets],
+            how_much={"published": buckets.total(canonical), **{f"{t}_buckets": n for t, n in differing.items()}},
+            rollback="the stores are derived: a re-run converges them again; kfm-maint reindex rebuilds",
+            steps=["open one REPEATABLE READ snapshot of the canonical store",
+                   *[f"{t}: derive again what differs from it, delete orphans, prove equality" for t in differing],
+                   *(["cache: refresh the stats view, rewrite changed summaries"] if "cache" in self.targets else []),
+                   "record each store's watermark (the snapshot's instant)"],
+            details=SyncPlan(differing, live),
+        )
+
+    def apply(self, hub: ServiceHub, plan: Plan[SyncPlan], run: RunContext) -> dict[str, Any]:
+        counts: dict[str, Any] = {}
+        reader = hub.postgis()
+        control = hub.postgis(write=True)
+        watermarks: dict[str, Any] = {}
+        if {"search", "graph"} & set(self.targets):
+            grid = derive.grid_degrees(hub.policy())
+            graph_since = control.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'graph'")
+            with reader.snapshot() as instant:
+                if "search" in self.targets and plan.details.live_index:
+                    search = hub.search(write=True)
+                    loader = BulkLoader(search.client, plan.details.live_index, action=self.name,
+                                        batch_size=BULK_DOCS, in_flight=BULK_IN_FLIGHT)
+                    counts["search"] = converge.search(reader, search, plan.details.live_index, grid, loader,
+                                                       action=self.name, checkpoint=run.checkpoint).as_dict()
+                    watermarks["search"] = instant
+                if "graph" in self.targets:
+                    since = graph_since - TRANSACTION_MARGIN if graph_since else None
+                    counts["graph"] = converge.graph(reader, hub.graph(write=True), grid, batch=self.batch,
+                                                     action=self.name, checkpoint=run.checkpoint,
+                                                     since=since).as_dict()
+                    watermarks["graph"] = instant
+        for store, instant in watermarks.items():
+            control.record_watermark(store, instant, run.run_id)
+        if "cache" in self.targets:
+            cache = CacheRebuild(targets=["stats", "summaries"])
+            counts["cache"] = cache.apply(hub, cache.plan(hub), run)
+        return counts
