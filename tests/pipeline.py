@@ -79,8 +79,9 @@ class Pipeline(threading.Thread):
             item = f"kfm-item-pipe-{self.rng.randrange(10**9):09d}-{self._serial}"
             content = hashlib.sha256(item.encode()).hexdigest()
             conn.execute("INSERT INTO kfm.items (id, dataset_id, title, body, geom, stac, sensitivity, content_hash, "
-                         "updated_at) SELECT %s, %s, 'pipeline insert', '', geom, jsonb_set(stac, '{id}', to_jsonb(%s::text)), "
-                         "sensitivity, %s, now() FROM kfm.items WHERE dataset_id = %s LIMIT 1",
+                         "updated_at) SELECT %s, %s, 'pipeline insert', '', geom, "
+                         "jsonb_set(stac, '{id}', to_jsonb(%s::text)), sensitivity, %s, now() "
+                         "FROM kfm.items WHERE dataset_id = %s LIMIT 1",
                          (item, dataset, item, content, dataset))
             conn.execute("INSERT INTO kfm.prov_links SELECT %s, 'wasGeneratedBy', 'kfm-act-' || %s "
                          "WHERE EXISTS (SELECT 1 FROM kfm.items WHERE id = %s)", (item, dataset, item))
