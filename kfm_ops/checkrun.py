@@ -14,7 +14,6 @@ runs with the harness's write credentials in the environment.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -41,12 +40,17 @@ ISOLATION_DROPS = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONPATH")
 
 
 def installed_checks(*args: str) -> list[str]:
-    """pytest arguments for the installed opschecks, with their own ini and rootdir."""
-    spec = importlib.util.find_spec("opschecks")
-    if spec is None or spec.origin is None:
-        raise UsageError("the opschecks package is not installed", hint="pip install kfm-ops")
-    package = Path(spec.origin).parent
-    return ["-c", str(package / "kfm-checks.ini"), "--rootdir", str(package), "--pyargs", "opschecks", *args]
+    """pytest arguments for the installed opschecks, with their own ini; node ids read ``opschecks/…``.
+
+    The package is found next to this one (they are installed together), never through
+    ``sys.path``, which may start with the caller's directory. No conftest.py above it is read.
+    """
+    package = Path(__file__).resolve().parent.parent / "opschecks"
+    if not (package / "__init__.py").is_file():
+        raise UsageError(f"the opschecks package is not installed next to kfm_ops ({package})",
+                         hint="reinstall kfm-ops")
+    return ["-c", str(package / "kfm-checks.ini"), "--rootdir", str(package.parent), "--confcutdir", str(package),
+            "--pyargs", "opschecks", *args]
 
 
 def run_pytest(args: list[str], *, env: dict[str, str] | None = None, inherit_env: bool = True,

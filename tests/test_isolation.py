@@ -41,9 +41,9 @@ def hostile(tmp_path: Path) -> Path:
 def test_check_runs_ignore_the_current_directory(hostile: Path, command: list[str]) -> None:
     report = hostile / "report.json"
     env = {**os.environ, "KFM_ENV_FILE": str(ROOT / ".env.example")}
-    proc = subprocess.run([sys.executable, "-m", "maintenance.cli", *command[:1], "--json-report-file", str(report),
-                           *command[1:]], cwd=hostile, env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
+    kfm_maint = Path(sys.executable).with_name("kfm-maint")  # the console script an operator runs
+    proc = subprocess.run([str(kfm_maint), *command[:1], "--json-report-file", str(report), *command[1:]],
+                          cwd=hostile, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (hostile / "PLUGIN_RAN").exists() and not (hostile / "CONFTEST_RAN").exists()
     nodeids = [t["nodeid"] for t in json.loads(report.read_text())["tests"]]

@@ -87,10 +87,12 @@ def test_a_reset_control_connection_at_the_end_does_not_lose_the_record(owner_pg
         table = pg_connect(kfm_settings, "kfm-ops-tests-ledger-table", autocommit=False)
         row = pg_connect(kfm_settings, "kfm-ops-tests-ledger-row", autocommit=False)
         try:
-            table.execute("LOCK TABLE kfm_cache.dataset_stats IN SHARE MODE")  # holds the run at its REFRESH
+            # holds the run right after its REFRESH, where it records the cache's watermark
+            table.execute("SELECT 1 FROM kfm_ops.sync_watermarks WHERE store = 'cache' FOR UPDATE")
             proc = _start("cache", "rebuild", env={"KFM_POSTGIS__WRITE_DSN": dsn})
             pid, run_id = _until(lambda: _control(owner_pg, "cache-rebuild"), proc, "the run took its lock")
-            _until(lambda: _waiting(owner_pg, pid, "REFRESH"), proc, "the run waits at its REFRESH")
+            _until(lambda: _waiting(owner_pg, pid, "INSERT INTO kfm_ops.sync_watermarks"), proc,
+                   "the run waits to record its watermark")
             row.execute("SELECT 1 FROM kfm_ops.audit_ledger WHERE run_id = %s FOR UPDATE", (run_id,))
             table.rollback()  # the run goes on, and waits again at its ledger end record
             _until(lambda: _waiting(owner_pg, pid, "UPDATE kfm_ops.audit_ledger"), proc,

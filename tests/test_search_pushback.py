@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ROOT, kfm_maint
+from tests.helpers import kfm_maint
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
 
@@ -50,11 +50,15 @@ def _free_runner_port() -> int:
 @pytest.fixture(scope="module")
 def strict_search() -> Iterator[str]:
     """URL of a throw-away single OpenSearch node that rejects bulk load (429) and all scripts."""
-    home = Path(os.environ.get("DEVSTACK_HOME") or ROOT / ".devstack")
-    jars = home / "lib" / "opensearch"
+    from devstack.stack import StackError, opensearch_jars
+
+    try:
+        jars = opensearch_jars()
+    except StackError as exc:
+        pytest.fail(str(exc))
     java = shutil.which("java")
-    if java is None or not jars.is_dir():
-        pytest.fail(f"no java or no OpenSearch runner jars in {jars}: run devstack/stack install opensearch")
+    if java is None:
+        pytest.fail("no java: run devstack/stack install opensearch")
     port = _free_runner_port()
     root = Path(tempfile.mkdtemp(prefix="kfm-strict-search-"))
     (root / "config").mkdir()
@@ -100,6 +104,8 @@ def test_reindex_rides_out_bulk_rejections_and_verifies_without_scripts(strict_s
     assert refused.status_code == 400 and "cannot execute [inline] scripts" in refused.text, refused.text
 
     env = {"KFM_SEARCH__URL": strict_search}
+    stamped = kfm_maint("identity", "stamp", "--targets", "search", "--no-verify", env=env)  # a new cluster
+    assert stamped.returncode == 0, stamped.stdout + stamped.stderr
     proc = kfm_maint("reindex", "--targets", "search", "--batch-size", "20", "--json", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
