@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from kfm_ops import __version__, log
 from kfm_ops.checkrun import run_pytest
 from kfm_ops.errors import ExitCode, KfmError, UsageError
+from kfm_ops.paths import writable
 from kfm_ops.redact import redact
 from kfm_ops.settings import load_settings
 from maintenance.actions import COMMANDS, GROUPS, Command
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         out.json_mode = opts["json"]
         if not args.command:
             raise UsageError("kfm-maint: a command is required", hint="see `kfm-maint --help`")
+        if opts["json_report_file"] is not None:  # output paths first: a run that cannot report must not start
+            writable(opts["json_report_file"], "--json-report-file")
         if opts["env_file"]:
             os.environ["KFM_ENV_FILE"] = opts["env_file"]
         settings = load_settings(opts["env_file"])

@@ -17,6 +17,7 @@ import pytest
 from kfm_ops import log
 from kfm_ops.errors import KfmError
 from kfm_ops.hub import ServiceHub
+from kfm_ops.paths import writable
 from kfm_ops.pytest_plugin import assertions
 from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fixtures by being here
     HUB_KEY,
@@ -86,14 +87,16 @@ def pytest_configure(config: pytest.Config) -> None:
     for help_text, _signature in MARKERS.values():
         config.addinivalue_line("markers", help_text)
     overrides = {"require_all_services": True} if config.getoption("kfm_require_all") else {}
-    try:
+    run_id = os.environ.get("KFM_RUN_ID") or log.new_run_id()
+    try:  # bad settings or output paths: a usage error (exit 4) before anything connects
         settings = load_settings(config.getoption("kfm_env_file"), **overrides)
+        if config.getoption("json_report", False) and not hasattr(config, "workerinput"):
+            writable(config.getoption("json_report_file"), "--json-report-file")
+        log.configure(run_id=run_id, environment=settings.environment, component="opschecks",
+                      level=settings.log_level, log_file=settings.log_file)
     except KfmError as exc:
         raise pytest.UsageError(str(exc)) from None
-    run_id = os.environ.get("KFM_RUN_ID") or log.new_run_id()
     os.environ["KFM_RUN_ID"] = run_id  # xdist workers inherit the controller's run_id
-    log.configure(run_id=run_id, environment=settings.environment, component="opschecks",
-                  level=settings.log_level, log_file=settings.log_file)
     assertions.configure(first_n=settings.checks.first_n)
     config.stash[SETTINGS_KEY] = settings
     config.stash[RUN_ID_KEY] = run_id
