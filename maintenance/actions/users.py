@@ -1,8 +1,9 @@
 """``kfm-maint user create``: idempotent upsert of an operator account (argon2 hashes).
 
-The password comes from an environment variable, stdin or a file, or is generated
-and written to a new 0600 file whose path is printed. It is never printed, logged,
-put in the plan, the report or the ledger.
+The password comes from an environment variable, the first line of stdin or a regular
+file (at most 4 KiB: nothing more is read), or is generated and written to a new 0600
+file whose path is printed. It is never printed, logged, put in the plan, the report or
+the ledger.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,32 @@ from maintenance.action import Plan, RunContext
 
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 MIN_PASSWORD = 12
+MAX_PASSWORD = 4096  # bytes; one more is read to tell "too long" from "just fits"
+
+
+def _decoded(data: bytes, flag: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag}: the password is not UTF-8 text") from None
+
+
+def _read_file(file: str) -> str:
+    """At most MAX_PASSWORD + 1 bytes of a regular file (a FIFO would block, a device never end)."""
+    flag = f"--password-file {file}"
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open itself
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read it ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{flag}: not a regular file", hint="write the password into a file, or use "
+                             "--password-stdin / --password-env")
+        try:
+            data = handle.read(MAX_PASSWORD + 2)  # + a newline
+        except OSError as exc:
+            raise UsageError(f"{flag}: cannot read it ({exc.strerror})") from None
+    return _decoded(data, flag)
 
 
 @dataclass
@@ -59,16 +87,17 @@ class UserCreate:
         if env is not None:
             if env not in os.environ:
                 raise UsageError(f"--password-env {env}: that environment variable is not set")
-            value = os.environ[env]
-        elif stdin:
-            value = sys.stdin.readline().rstrip("\n")
+            flag, value = f"--password-env {env}", os.environ[env]
+        elif stdin:  # the first line, and never more than the limit (an endless stdin is not read to its end)
+            flag, value = "--password-stdin", _decoded(sys.stdin.buffer.readline(MAX_PASSWORD + 1), "--password-stdin")
+            value = value.removesuffix("\n").removesuffix("\r")
         elif file is not None:
-            try:
-                value = Path(file).read_text(encoding="utf-8").rstrip("\n")
-            except OSError as exc:
-                raise UsageError(f"--password-file {file}: cannot read it ({exc.strerror})") from None
+            flag, value = f"--password-file {file}", _read_file(file).rstrip("\n")
         else:
             return None
+        if len(value.encode()) > MAX_PASSWORD:
+            raise UsageError(f"{flag}: the password is longer than {MAX_PASSWORD // 1024} KiB",
+                             hint="give the password itself (one line), not a file of other content")
         if len(value) < MIN_PASSWORD:
             raise UsageError(f"the given password is too short (under {MIN_PASSWORD} characters)")
         register_secret(value)
