@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from kfm_ops.errors import ActionRefused, UsageError
 from kfm_ops.hub import ServiceHub
+from kfm_ops.paths import writable
 from kfm_ops.redact import register_secret
 from kfm_ops.stores.postgis import PostgisStore
 from maintenance.action import Plan, RunContext
@@ -80,6 +81,8 @@ class UserCreate:
         self.password = self._read_password(password_env, password_stdin, password_file)
         self.generated = self.password is None
         self.password_out = Path(password_out) if password_out else Path.cwd() / f"kfm-operator-{username}.password"
+        if self.generated:  # an output path: checked before anything connects
+            writable(self.password_out, "--password-out")
         self._hasher = PasswordHasher()
 
     @staticmethod

@@ -91,3 +91,10 @@ def test_a_password_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--password-file") as caught:
         UserCreate(username="ana", role="operator", password_file=str(path))
     assert CANARY not in str(caught.value)
+
+
+def test_an_unwritable_password_out_is_refused_before_connecting(tmp_path: Path) -> None:
+    """A generated password's file is an output path: checked before anything connects (else: exit 4)."""
+    (tmp_path / "plain").write_text("")
+    proc = _user_create(tmp_path, "--password-out", str(tmp_path / "plain" / "pw"))
+    assert "cannot write" in _refused(proc, "--password-out")
