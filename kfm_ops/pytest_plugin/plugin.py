@@ -134,8 +134,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS_KEY]
     hub = config.stash[HUB_KEY]
     lines = [f"kfm-ops: environment={settings.environment} run_id={config.stash[RUN_ID_KEY]}"]
+    if config.getoption("collectonly"):
+        return [*lines, "  services: not probed (--collect-only)"]
     lines += ["  " + line for line in hub.status_lines()]
-    for problem in write_capable(hub):
+    for problem in write_capable(hub, [name for name in SERVICES if hub.answered(name)]):
         log.get_logger().warning("privilege.write_capable_check_credentials", problem=problem)
         lines.append(f"  WARNING {problem}")
     return lines

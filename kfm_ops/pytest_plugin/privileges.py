@@ -8,6 +8,7 @@ finds such credentials; the probes themselves change nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from kfm_ops.errors import KfmError, ServiceError
 from kfm_ops.faults import PERMISSION
@@ -43,11 +44,12 @@ def _cache(hub: ServiceHub) -> str | None:
 PROBES = {"postgis": _postgis, "cache": _cache}
 
 
-def write_capable(hub: ServiceHub) -> list[str]:
-    """One line per configured, reachable service whose check credentials could write."""
+def write_capable(hub: ServiceHub, services: Iterable[str]) -> list[str]:
+    """One line per service of ``services`` (configured, answering) whose check credentials could write."""
     found = []
-    for service, probe in PROBES.items():
-        if not hub.configured(service):
+    for service in services:
+        probe = PROBES.get(service)
+        if probe is None or not hub.configured(service):
             continue
         try:
             problem = probe(hub)
