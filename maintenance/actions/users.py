@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from kfm_ops.errors import ActionRefused, UsageError
@@ -30,6 +30,16 @@ from maintenance.action import Plan, RunContext
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 4096  # bytes; one more is read to tell "too long" from "just fits"
+
+
+def password_hasher() -> PasswordHasher:
+    """Argon2id with pinned parameters: a library upgrade must not change what a new hash costs.
+
+    RFC 9106's second recommended option (section 4, for hosts where 2 GiB per hash is too much):
+    t=3 passes over m=64 MiB with p=4 lanes, a 16-byte salt, a 32-byte tag — above OWASP's
+    floor for argon2id (m=19 MiB, t=2, p=1).
+    """
+    return PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4, hash_len=32, salt_len=16, type=Type.ID)
 
 
 def _decoded(data: bytes, flag: str) -> str:
@@ -83,7 +93,7 @@ class UserCreate:
         self.password_out = Path(password_out) if password_out else Path.cwd() / f"kfm-operator-{username}.password"
         if self.generated:  # an output path: checked before anything connects
             writable(self.password_out, "--password-out")
-        self._hasher = PasswordHasher()
+        self._hasher = password_hasher()
 
     @staticmethod
     def _read_password(env: str | None, stdin: bool, file: str | None) -> str | None:
