@@ -44,12 +44,12 @@ REPORT ?= reports/smoke.json
 
 .PHONY: venv unit catalog demo test lint bench
 
-## a venv with kfm-ops (editable) and the dev tools; pip's wheel cache makes repeats fast
+## a venv with kfm-ops (editable) and the dev tools, at the pinned versions; pip's wheel cache makes repeats fast
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -c constraints.txt
 	touch $@
 
 ## load the sample catalog and derive the search index, the graph and the cache from it

@@ -32,6 +32,7 @@ from typing import Any
 
 from opensearchpy import helpers
 
+from bench.redact import carry_over
 from kfm_ops import contracts
 from kfm_ops.derive import graph_items, grid_degrees, search_documents
 from kfm_ops.hub import ServiceHub
@@ -341,7 +342,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.render_only:
         saved = json.loads((ROOT / "bench" / "results.json").read_text())
-        Path(args.out).write_text(render(saved["results"], saved["smoke"], saved["machine"], saved["measured"]))
+        page = render(saved["results"], saved["smoke"], saved["machine"], saved["measured"])
+        Path(args.out).write_text(carry_over(page, Path(args.out)))
         return
     os.environ.setdefault("KFM_ENV_FILE", str(ROOT / ".env.example"))
     hub = ServiceHub(load_settings(), writes_allowed=True, application_name="kfm-bench")
@@ -365,7 +367,7 @@ def main() -> None:
         reset_statistics(hub)
     finally:
         hub.close()
-    Path(args.out).write_text(render(results, smoke, lines, measured))
+    Path(args.out).write_text(carry_over(render(results, smoke, lines, measured), Path(args.out)))
     print(f"[bench] written {args.out}")
 
 

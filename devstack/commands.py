@@ -9,6 +9,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def record_failure(svc: Service, message: str) -> str:
     return message
 
 
-def _log_excerpt(log: Path, offset: int) -> str:
+def _log_excerpt(log: Path, offset: int, cfg: Mapping[str, str]) -> str:
+    """The log's last error line since ``offset``, secrets masked before it is cut."""
     try:
         with log.open("rb") as f:
             f.seek(offset)
@@ -64,7 +66,7 @@ def _log_excerpt(log: Path, offset: int) -> str:
         if any(w in ln for w in ("ERROR", "FATAL", "Error", "error", "Exception", "rego_")):
             last = ln
             break
-    return f" (log says: {last[:300]})"
+    return f" (log says: {redact(last, cfg)[:300]})"
 
 
 def _start_all(st: Stack, svcs: list[Service], failures: list[str]) -> dict[str, tuple[Service, float, float, int]]:
@@ -111,7 +113,7 @@ def _wait_ready(st: Stack, pending: dict[str, tuple[Service, float, float, int]]
             if exited is None and child is None and not svc.procs():
                 exited = -1
             if exited is not None:
-                excerpt = _log_excerpt(svc.log, offset)
+                excerpt = _log_excerpt(svc.log, offset, svc.st.cfg)
                 msg = (f"devstack: {name} failed to start: its process exited with status {exited} before it "
                        f"was ready{excerpt}. Log file: {svc.log}")
                 failures.append(record_failure(svc, msg))

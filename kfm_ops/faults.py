@@ -15,6 +15,7 @@ opens a plain TCP connection first, so "refused" and "timeout" are still told by
 from __future__ import annotations
 
 from kfm_ops.errors import ServiceError
+from kfm_ops.redact import clip
 
 REFUSED = "connection refused"
 RESET = "connection reset"
@@ -163,9 +164,9 @@ def fault_class(exc: BaseException) -> str:
 
 
 def detail(exc: BaseException) -> str:
-    """``Type: message`` of the outermost exception, on one line, at most 200 characters."""
+    """``Type: message`` of the outermost exception, on one line, redacted, at most ~200 characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:200]}"
+    return f"{type(exc).__name__}: {clip(text, 200)}"
 
 
 def translate(exc: BaseException, service: str, where: str) -> ServiceError:

@@ -16,6 +16,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 from kfm_ops import log
@@ -171,21 +172,57 @@ class ServiceHub:
             self._versions[name] = self.client(name).version()
         return self._versions[name]
 
+    def probe(self, name: str) -> str:
+        """The server version of ``name``, asked within its connect timeout (report headers).
+
+        A throw-away read store whose query timeout is the connect timeout, one attempt: a
+        server that accepts connections and never answers costs a header seconds, not the
+        query timeout. Only the version is kept; the checks warm their stores up as usual.
+        """
+        if name in self._versions:
+            return self._versions[name]
+        section = self.settings.section(name)
+        if section is None:
+            raise NotConfigured(name)
+        quick = section.model_copy(update={"query_timeout": section.connect_timeout})
+        kwargs: dict[str, Any] = {}
+        if name == "postgis":
+            kwargs["application_name"] = self.application_name
+        elif name == "graph":
+            kwargs["retry"] = False  # one attempt: the driver would retry a failed handshake
+        store = None
+        try:
+            store = store_class(name)(quick, write=False, **kwargs)
+            version = store.version()
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):  # closing is best effort
+                    store.close()
+        self._versions[name] = version
+        return version
+
+    def answered(self, name: str) -> bool:
+        """Whether ``name`` told its version in this process."""
+        return name in self._versions
+
     def status_lines(self) -> list[str]:
-        """One line per service for report headers: version, not configured, or unreachable."""
-        lines = []
-        for name in SERVICES:
+        """One line per service for report headers: version, not configured, or unreachable.
+
+        The configured services are probed at the same time, each within its connect timeout.
+        """
+        def line(name: str) -> str:
             section = self.settings.section(name)
             if section is None:
-                lines.append(f"{name}: not configured")
-                continue
+                return f"{name}: not configured"
             try:
-                lines.append(f"{name}: {self.version(name)} at {section.where}")
+                return f"{name}: {self.probe(name)} at {section.where}"
             except ServiceError as exc:
-                lines.append(f"{name}: UNAVAILABLE — {exc.message}")
+                return f"{name}: UNAVAILABLE — {exc.message}"
             except KfmError as exc:
-                lines.append(f"{name}: version unknown ({exc.message})")
-        return lines
+                return f"{name}: version unknown ({exc.message})"
+
+        with ThreadPoolExecutor(max_workers=len(SERVICES), thread_name_prefix="kfm-probe") as pool:
+            return list(pool.map(line, SERVICES))
 
     def close(self) -> None:
         with self._lock:

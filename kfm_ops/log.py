@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from kfm_ops.paths import writable
 from kfm_ops.redact import redact, redact_obj
 
 
@@ -61,7 +62,7 @@ def configure(
     """Configure structlog once per process; later calls only rebind the context."""
     out: Any = stream or _CurrentStderr()
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
+        writable(log_file, "KFM_LOG_FILE", make_parents=True)  # a usage error, before any work
         out = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 — lives as long as the process
     renderer: Any = (structlog.dev.ConsoleRenderer(colors=False) if out.isatty()
                      else structlog.processors.JSONRenderer(sort_keys=True))
@@ -83,4 +84,9 @@ def configure(
 
 
 def get_logger(**bind: Any) -> Any:
+    if not structlog.is_configured():  # asked for before configure(): stderr and redacted all the same
+        stderr: Any = _CurrentStderr()
+        structlog.configure(processors=[structlog.processors.add_log_level, _redact_event,
+                                        structlog.processors.JSONRenderer(sort_keys=True)],
+                            logger_factory=structlog.PrintLoggerFactory(file=stderr))
     return structlog.get_logger().bind(**bind)

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from kfm_ops import __version__, log
 from kfm_ops.checkrun import installed_checks, run_pytest
 from kfm_ops.errors import ExitCode, KfmError, UsageError
+from kfm_ops.paths import writable
 from kfm_ops.redact import redact
 from kfm_ops.settings import load_settings
 from maintenance.actions import COMMANDS, GROUPS, Command
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         out.json_mode = opts["json"]
         if not args.command:
             raise UsageError("kfm-maint: a command is required", hint="see `kfm-maint --help`")
-        if opts["env_file"]:
+        if opts["json_report_file"] is not None:  # output paths first: a run that cannot report must not start
+            writable(opts["json_report_file"], "--json-report-file")
+        if opts["env_file"] is not None:  # given empty, it is a usage error (load_settings says so)
             os.environ["KFM_ENV_FILE"] = opts["env_file"]
         _anchor_paths()
         settings = load_settings(os.environ.get("KFM_ENV_FILE"))
@@ -143,13 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("check", "smoke"):
             extra = ["-m", "smoke"] if args.command == "smoke" else []
             return run_checks(extra + getattr(args, "pytest_args", []), opts, run_id)
+        from maintenance.runner import Invocation, run
+
+        action = _command(args).build(args)  # bad arguments first (a password file that is a device, …)
         if settings.environment is None:
             raise UsageError("KFM_ENVIRONMENT is not set: an action must name the environment it acts on",
                              hint="set KFM_ENVIRONMENT to dev, staging or production (it must match the database's "
                              "own marker)")
-        from maintenance.runner import Invocation, run
-
-        action = _command(args).build(args)
         intent = Intent(action=action.name, dry_run=opts["dry_run"], environment=opts["environment"],
                         confirm=opts["confirm"])
         inv = Invocation(settings=settings, intent=intent, out=out, run_id=run_id, verify=opts["verify"],

@@ -11,6 +11,7 @@ from devstack.config import REPO
 from devstack.errors import ProbeError, StackError
 from devstack.net import http
 from devstack.pins import OPA_VERSION
+from devstack.sensitive import redact
 from devstack.services.base import Service
 
 
@@ -43,7 +44,8 @@ class OPA(Service):
     def probe(self) -> str:
         code, body = http(f"http://127.0.0.1:{self.port}/health?bundles=true")
         if code != 200:
-            raise ProbeError(f"GET /health?bundles=true answered HTTP {code}: {body[:200]!r}")
+            shown = redact(body.decode("utf-8", "replace"), self.st.cfg)[:200]  # masked before it is cut
+            raise ProbeError(f"GET /health?bundles=true answered HTTP {code}: {shown!r}")
         return self.version_hint()
 
     def version_hint(self) -> str:

@@ -17,6 +17,7 @@ import pytest
 from kfm_ops import log
 from kfm_ops.errors import KfmError
 from kfm_ops.hub import ServiceHub
+from kfm_ops.paths import writable
 from kfm_ops.pytest_plugin import assertions
 from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fixtures by being here
     HUB_KEY,
@@ -86,14 +87,16 @@ def pytest_configure(config: pytest.Config) -> None:
     for help_text, _signature in MARKERS.values():
         config.addinivalue_line("markers", help_text)
     overrides = {"require_all_services": True} if config.getoption("kfm_require_all") else {}
-    try:
+    run_id = os.environ.get("KFM_RUN_ID") or log.new_run_id()
+    try:  # bad settings or output paths: a usage error (exit 4) before anything connects
         settings = load_settings(config.getoption("kfm_env_file"), **overrides)
+        if config.getoption("json_report", False) and not hasattr(config, "workerinput"):
+            writable(config.getoption("json_report_file"), "--json-report-file")
+        log.configure(run_id=run_id, environment=settings.environment or "unset", component="opschecks",
+                      level=settings.log_level, log_file=settings.log_file)
     except KfmError as exc:
         raise pytest.UsageError(str(exc)) from None
-    run_id = os.environ.get("KFM_RUN_ID") or log.new_run_id()
     os.environ["KFM_RUN_ID"] = run_id  # xdist workers inherit the controller's run_id
-    log.configure(run_id=run_id, environment=settings.environment or "unset", component="opschecks",
-                  level=settings.log_level, log_file=settings.log_file)
     assertions.configure(first_n=settings.checks.first_n)
     config.stash[SETTINGS_KEY] = settings
     config.stash[RUN_ID_KEY] = run_id
@@ -131,8 +134,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS_KEY]
     hub = config.stash[HUB_KEY]
     lines = [f"kfm-ops: environment={settings.environment} run_id={config.stash[RUN_ID_KEY]}"]
+    if config.getoption("collectonly"):
+        return [*lines, "  services: not probed (--collect-only)"]
     lines += ["  " + line for line in hub.status_lines()]
-    for problem in write_capable(hub):
+    for problem in write_capable(hub, [name for name in SERVICES if hub.answered(name)]):
         log.get_logger().warning("privilege.write_capable_check_credentials", problem=problem)
         lines.append(f"  WARNING {problem}")
     return lines

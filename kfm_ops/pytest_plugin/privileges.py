@@ -9,6 +9,8 @@ probes change nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from kfm_ops.errors import KfmError
 from kfm_ops.hub import ServiceHub
 
@@ -17,11 +19,11 @@ PROBED = ("postgis", "cache")
 plugin and Neo4j Community have no privileges to ask about)."""
 
 
-def write_capable(hub: ServiceHub) -> list[str]:
-    """One line per configured, reachable service whose check credentials could write."""
+def write_capable(hub: ServiceHub, services: Iterable[str]) -> list[str]:
+    """One line per service of ``services`` (configured, answering) whose check credentials could write."""
     found = []
-    for service in PROBED:
-        if not hub.configured(service):
+    for service in services:
+        if service not in PROBED or not hub.configured(service):
             continue
         try:
             problem = hub.postgis().write_capable() if service == "postgis" else hub.cache().write_capable()

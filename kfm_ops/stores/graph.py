@@ -68,7 +68,8 @@ class GraphStore(Store[GraphSettings]):
     service: ClassVar[str] = "graph"
     label: ClassVar[str] = "neo4j"
 
-    def __init__(self, section: GraphSettings, *, write: bool = False) -> None:
+    def __init__(self, section: GraphSettings, *, write: bool = False, retry: bool = True) -> None:
+        """``retry=False``: a failed transaction is not tried again (a report header's quick probe)."""
         super().__init__(section, write=write)
         self.database = section.database
         self.timeout = section.query_timeout
@@ -80,7 +81,7 @@ class GraphStore(Store[GraphSettings]):
                 auth=(username, secret.get_secret_value() if secret else ""),
                 connection_timeout=section.connect_timeout,
                 connection_acquisition_timeout=section.connect_timeout + section.query_timeout,
-                max_transaction_retry_time=section.connect_timeout,
+                max_transaction_retry_time=section.connect_timeout if retry else 0,
                 max_connection_pool_size=4,
                 # Records come in batches of fetch_size; a query that fails (times out) mid-result must
                 # still read the batch in flight before the connection is usable, so on a crawling link

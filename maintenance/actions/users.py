@@ -1,8 +1,9 @@
 """``kfm-maint user create``: idempotent upsert of an operator account (argon2 hashes).
 
-The password comes from an environment variable, stdin or a file, or is generated
-and written to a new 0600 file whose path is printed. It is never printed, logged,
-put in the plan, the report or the ledger.
+The password comes from an environment variable, the first line of stdin or a regular
+file (at most 4 KiB: nothing more is read), or is generated and written to a new 0600
+file whose path is printed. It is never printed, logged, put in the plan, the report or
+the ledger.
 """
 
 from __future__ import annotations
@@ -10,22 +11,60 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from kfm_ops.errors import ActionRefused, UsageError
 from kfm_ops.hub import ServiceHub
+from kfm_ops.paths import writable
 from kfm_ops.redact import register_secret
 from kfm_ops.stores.postgis import PostgisStore
 from maintenance.action import Plan, RunContext
 
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 MIN_PASSWORD = 12
+MAX_PASSWORD = 4096  # bytes; one more is read to tell "too long" from "just fits"
+
+
+def password_hasher() -> PasswordHasher:
+    """Argon2id with pinned parameters: a library upgrade must not change what a new hash costs.
+
+    RFC 9106's second recommended option (section 4, for hosts where 2 GiB per hash is too much):
+    t=3 passes over m=64 MiB with p=4 lanes, a 16-byte salt, a 32-byte tag — above OWASP's
+    floor for argon2id (m=19 MiB, t=2, p=1).
+    """
+    return PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4, hash_len=32, salt_len=16, type=Type.ID)
+
+
+def _decoded(data: bytes, flag: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag}: the password is not UTF-8 text") from None
+
+
+def _read_file(file: str) -> str:
+    """At most MAX_PASSWORD + 1 bytes of a regular file (a FIFO would block, a device never end)."""
+    flag = f"--password-file {file}"
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open itself
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read it ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{flag}: not a regular file", hint="write the password into a file, or use "
+                             "--password-stdin / --password-env")
+        try:
+            data = handle.read(MAX_PASSWORD + 2)  # + a newline
+        except OSError as exc:
+            raise UsageError(f"{flag}: cannot read it ({exc.strerror})") from None
+    return _decoded(data, flag)
 
 
 @dataclass
@@ -53,23 +92,26 @@ class UserCreate:
         self.password = self._read_password(password_env, password_stdin, password_file)
         self.generated = self.password is None
         self.password_out = Path(password_out) if password_out else Path.cwd() / f"kfm-operator-{username}.password"
-        self._hasher = PasswordHasher()
+        if self.generated:  # an output path: checked before anything connects
+            writable(self.password_out, "--password-out")
+        self._hasher = password_hasher()
 
     @staticmethod
     def _read_password(env: str | None, stdin: bool, file: str | None) -> str | None:
         if env is not None:
             if env not in os.environ:
                 raise UsageError(f"--password-env {env}: that environment variable is not set")
-            value = os.environ[env]
-        elif stdin:
-            value = sys.stdin.readline().rstrip("\n")
+            flag, value = f"--password-env {env}", os.environ[env]
+        elif stdin:  # the first line, and never more than the limit (an endless stdin is not read to its end)
+            flag, value = "--password-stdin", _decoded(sys.stdin.buffer.readline(MAX_PASSWORD + 1), "--password-stdin")
+            value = value.removesuffix("\n").removesuffix("\r")
         elif file is not None:
-            try:
-                value = Path(file).read_text(encoding="utf-8").rstrip("\n")
-            except OSError as exc:
-                raise UsageError(f"--password-file {file}: cannot read it ({exc.strerror})") from None
+            flag, value = f"--password-file {file}", _read_file(file).rstrip("\n")
         else:
             return None
+        if len(value.encode()) > MAX_PASSWORD:
+            raise UsageError(f"{flag}: the password is longer than {MAX_PASSWORD // 1024} KiB",
+                             hint="give the password itself (one line), not a file of other content")
         if len(value) < MIN_PASSWORD:
             raise UsageError(f"the given password is too short (under {MIN_PASSWORD} characters)")
         register_secret(value)

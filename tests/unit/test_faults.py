@@ -95,3 +95,20 @@ def test_translate_names_service_place_and_fault() -> None:
                                                (422, faults.BAD_REQUEST), (502, faults.SERVER)])
 def test_http_status_faults(status: int, fault: str) -> None:
     assert faults.status_fault(status) == fault
+
+
+def test_a_detail_is_redacted_before_it_is_cut() -> None:
+    """A registered secret that straddles the cut must not leave its first half behind."""
+    from kfm_ops.redact import register_secret
+
+    secret = "straddling-canary-0123456789abcdef"
+    register_secret(secret)
+    error = faults.translate(RuntimeError("x" * 180 + secret), "postgis", "127.0.0.1:5432")
+    assert secret[:12] not in str(error)
+    assert secret[:12] not in faults.detail(RuntimeError("y" * 190 + secret))
+
+
+def test_a_url_password_in_a_long_detail_does_not_leak_its_tail() -> None:
+    message = "z" * 150 + " postgresql://u:p@ss-canary-tail@db:5432/k"
+    error = faults.translate(RuntimeError(message), "postgis", "db:5432")
+    assert "canary-tail" not in str(error) and "ss-canary" not in str(error)

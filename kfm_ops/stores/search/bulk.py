@@ -20,6 +20,7 @@ from kfm_ops.errors import ActionFailed, Interrupted, ServiceError
 from kfm_ops.faults import THROTTLED
 from kfm_ops.interrupt import STOP
 from kfm_ops.pipeline import chunks, run_bounded
+from kfm_ops.redact import clip
 
 # While the index is built nobody reads it and a crash discards it anyway: no refreshes, and
 # the translog fsynced every few seconds instead of per bulk request. Both are restored (and
@@ -92,6 +93,6 @@ class BulkLoader:
                   if o["status"] >= 300 and o["status"] != 429 and not (doc[1] is None and o["status"] == 404)]
         if failed:
             raise ActionFailed(self.action, "bulk", f"{len(failed)} documents rejected, first: "
-                               f"{failed[0][0]}: {str(failed[0][1].get('error'))[:300]}")
+                               f"{failed[0][0]}: {clip(str(failed[0][1].get('error')), 300)}")
         return [doc for doc, o in outcomes if o["status"] == 429]
 
