@@ -145,20 +145,36 @@ class ServiceHub:
             self._versions[name] = self.client(name).version()
         return self._versions[name]
 
+    def status(self) -> list[dict[str, Any]]:
+        """Each service: configured, up (answered), its version, where, or why not (reports, metrics)."""
+        found: list[dict[str, Any]] = []
+        for name in SERVICES:
+            section = self.settings.section(name)
+            row: dict[str, Any] = {"service": name, "configured": section is not None, "up": False,
+                                   "version": None, "where": section.where if section else None, "error": None}
+            if section is not None:
+                try:
+                    row.update(up=True, version=self.version(name))
+                except ServiceError as exc:
+                    row["error"] = exc.message
+                except KfmError as exc:  # not a service fault, but no answer either (a setting, a driver)
+                    row["error"] = f"version unknown ({exc.message})"
+            found.append(row)
+        return found
+
     def status_lines(self) -> list[str]:
         """One line per service for report headers: version, not configured, or unreachable."""
         lines = []
-        for name in SERVICES:
-            section = self.settings.section(name)
-            if section is None:
+        for row in self.status():
+            name = row["service"]
+            if not row["configured"]:
                 lines.append(f"{name}: not configured")
-                continue
-            try:
-                lines.append(f"{name}: {self.version(name)} at {section.where}")
-            except ServiceError as exc:
-                lines.append(f"{name}: UNAVAILABLE — {exc.message}")
-            except KfmError as exc:
-                lines.append(f"{name}: version unknown ({exc.message})")
+            elif row["version"]:
+                lines.append(f"{name}: {row['version']} at {row['where']}")
+            elif str(row["error"]).startswith("version unknown"):
+                lines.append(f"{name}: {row['error']}")
+            else:
+                lines.append(f"{name}: UNAVAILABLE — {row['error']}")
         return lines
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from kfm_ops.compare import Diff
 from kfm_ops.consistency import graph_matches, search_matches
-from kfm_ops.pytest_plugin.assertions import expect, fail_with, first_n
+from kfm_ops.pytest_plugin.assertions import expect, fail_with, figure, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.settings import Settings
 from kfm_ops.stores.cache import CacheStore, summary_key
@@ -29,8 +29,10 @@ SYNC_HINTS = {"search": "kfm-maint reindex --targets search", "graph": "kfm-main
               "cache": "kfm-maint cache rebuild"}
 
 
-def _report(diff: Diff, where: str, hint: str) -> None:
+def _report(diff: Diff, store: str, where: str, hint: str) -> None:
     __tracebackhide__ = True
+    for kind in ("missing", "orphaned", "stale", "compared"):  # kfm_consistency_items{store, kind} in the metrics
+        figure("consistency_items", getattr(diff, kind), store=store, kind=kind)
     if not diff.clean:
         fail_with(diff.summary(), where, diff.missing_ids + diff.orphaned_ids + diff.stale_ids, hint,
                   total=diff.total, first_n=3 * diff.first_n)
@@ -41,14 +43,14 @@ def test_search_matches_canonical(postgis: PostgisStore, search: SearchStore, kf
     """Search documents (ids, content hashes) equal the published items of the canonical store."""
     alias = kfm_contract("search")["alias"]
     diff = search_matches(postgis, search, alias, store=f"search alias {alias}", first_n=first_n())
-    _report(diff, search.where(f"alias {alias}"), "kfm-maint reindex --targets search")
+    _report(diff, "search", search.where(f"alias {alias}"), "kfm-maint reindex --targets search")
 
 
 @pytest.mark.risk("medium")
 def test_graph_matches_canonical(postgis: PostgisStore, graph: GraphStore) -> None:
     """Graph Item nodes (ids, content hashes) equal the published items of the canonical store."""
     diff = graph_matches(postgis, graph, store="graph label Item", first_n=first_n())
-    _report(diff, graph.where("label Item"), "kfm-maint reindex --targets graph (add --prune for orphans)")
+    _report(diff, "graph", graph.where("label Item"), "kfm-maint reindex --targets graph (add --prune for orphans)")
 
 
 @pytest.mark.risk("low")
@@ -82,6 +84,7 @@ def test_derived_store_is_fresh(store: str, postgis: PostgisStore, kfm_settings:
     expect(watermark is not None or newest is None, f"the {store} store has never been synced", where, [store], hint)
     if newest is not None and watermark is not None:
         lag = (newest - watermark).total_seconds()
+        figure("derived_store_lag_seconds", max(lag, 0.0), store=store)  # kfm_derived_store_lag_seconds{store}
         allowed = kfm_settings.checks.max_freshness_lag_seconds
         expect(lag <= allowed, f"the {store} store is {lag:.0f}s behind the canonical store (allowed "
                f"{allowed:.0f}s; last synced {synced_at})", where, [store], hint)
