@@ -33,6 +33,8 @@ EXPECTED_VERSION = {
     "opa": r"^1\.4\.2$",
     "llm": r"^llama-cpp-python 0\.3\.16 \(",
     "toxiproxy": r"^2\.12\.0$",
+    "prometheus": r"^2\.42\.",
+    "pushgateway": r"^1\.5\.",
 }
 
 
