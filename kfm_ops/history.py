@@ -128,7 +128,8 @@ def latest_suite(conn: PostgisStore, environment: str) -> str | None:
 def _runs(conn: PostgisStore, where: str, params: tuple[Any, ...], limit: int) -> list[Run]:
     rows = conn.rows(f"SELECT run_id::text, environment, suite, selection, started_at, duration_ms, exit_code, counts "
                      f"FROM {RUNS} WHERE {where} ORDER BY started_at DESC LIMIT %s", (*params, limit))
-    return [Run(r[0], r[1], r[2], r[3], r[4], r[5] / 1000, r[6], dict(r[7] or {})) for r in reversed(rows)]
+    return [Run(r[0], r[1], r[2], r[3], r[4].astimezone(dt.UTC), r[5] / 1000, r[6], dict(r[7] or {}))
+            for r in reversed(rows)]
 
 
 def window(conn: PostgisStore, environment: str, suite: str, *, since: dt.datetime | None,
@@ -160,7 +161,12 @@ def window(conn: PostgisStore, environment: str, suite: str, *, since: dt.dateti
 
 
 def ledger(conn: PostgisStore, since: dt.datetime, limit: int = 200) -> list[dict[str, Any]]:
-    """The action ledger (``kfm_ops.audit_ledger``) from ``since`` on, newest first."""
-    return conn.dicts(
+    """The action ledger (``kfm_ops.audit_ledger``) from ``since`` on, newest first (times in UTC)."""
+    rows = conn.dicts(
         "SELECT run_id::text, action, actor, environment, outcome, error, started_at, ended_at, duration_ms, counts "
         "FROM kfm_ops.audit_ledger WHERE started_at >= %s ORDER BY started_at DESC LIMIT %s", (since, limit))
+    for row in rows:
+        for key in ("started_at", "ended_at"):
+            if row[key] is not None:
+                row[key] = row[key].astimezone(dt.UTC).isoformat()
+    return rows

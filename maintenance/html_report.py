@@ -48,6 +48,11 @@ footer{color:#6b7280;font-size:12px;margin-top:20px}
 """
 
 
+def _when(iso: str) -> str:
+    """``2026-03-01T06:00:12.345+00:00`` → ``2026-03-01 06:00:12 UTC`` (the history stores UTC)."""
+    return iso[:19].replace("T", " ") + " UTC"
+
+
 def trend_svg(trend: Iterable[str | None], times: list[str]) -> str:
     """One square per run (oldest left), coloured by the check's outcome in it."""
     cells = []
@@ -95,7 +100,7 @@ def _changes(doc: dict[str, Any]) -> str:
                         + (" — message changed" if e.get("changed") else "") + "</li>" for e in doc[key])
         parts.append(f"<h3>{title} ({len(doc[key])})</h3>" + (f'<ul class="changes">{items}</ul>' if items else ""))
     ref = doc.get("reference")
-    against = f"the run of {escape(ref['started_at'])}" if ref else "no earlier run"
+    against = f"the run of {escape(_when(ref['started_at']))}" if ref else "no earlier run"
     return f'<section id="changes"><h2>Since {against}</h2>{"".join(parts)}</section>'
 
 
@@ -144,11 +149,11 @@ def _baseline(doc: dict[str, Any]) -> str:
 
 def _ledger(doc: dict[str, Any]) -> str:
     rows = "".join(
-        f'<tr><td>{escape(str(r["started_at"]))[:19]}</td><td>{escape(r["action"])}</td>'
+        f'<tr><td>{escape(_when(str(r["started_at"])))}</td><td>{escape(r["action"])}</td>'
         f'<td class="o-{"passed" if r["outcome"] == "succeeded" else "failed"}">{escape(r["outcome"])}</td>'
         f'<td>{escape(r["actor"])}</td><td class="num">{(r["duration_ms"] or 0) / 1000:.1f}s</td>'
         f'<td>{escape(r["error"] or "")}</td></tr>' for r in doc["ledger"])
-    return (f'<section id="ledger"><h2>Actions since {escape(doc["ledger_since"][:19])} ({len(doc["ledger"])})</h2>'
+    return (f'<section id="ledger"><h2>Actions since {escape(_when(doc["ledger_since"]))} ({len(doc["ledger"])})</h2>'
             f'<table><tr><th>started</th><th>action</th><th>outcome</th><th>actor</th><th>duration</th><th>error</th>'
             f'</tr>{rows}</table></section>')
 
@@ -161,14 +166,14 @@ def render(doc: dict[str, Any]) -> str:
                 "</div></header>")
         return _page(title, body)
     latest, checks = doc["latest"], doc["checks"]
-    times = [r["started_at"][:19] for r in doc["runs"]]
+    times = [_when(r["started_at"]) for r in doc["runs"]]
     trends = {c["check"]: c["trend"] for c in checks}
     failing = sum(c["outcome"] in FAILING for c in checks)
     counts = ", ".join(f"{v} {k}" for k, v in latest["counts"].items() if v)
     status = f"{failing} failing check{'s' if failing != 1 else ''}" if failing else "all checks pass"
     header = (f'<header class="top {"bad" if failing else "ok"}"><div class="inner"><h1>{escape(title)}: '
               f'{escape(status)}</h1><p>suite <b>{escape(doc["suite"])}</b> · latest run '
-              f'{escape(latest["started_at"][:19])} UTC · exit {latest["exit_code"]} · {escape(counts)}</p>'
+              f'{escape(_when(latest["started_at"]))} · exit {latest["exit_code"]} · {escape(counts)}</p>'
               f'<p>run_id <code>{escape(latest["run_id"])}</code> · {len(doc["runs"])} runs in the window</p>'
               "</div></header>")
     body = header + "<main>" + _failures(doc, trends, times) + _changes(doc) + _matrix(checks) + \
