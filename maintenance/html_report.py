@@ -27,7 +27,8 @@ color:#111827;background:#f3f4f6}main{max-width:1180px;margin:0 auto;padding:0 2
 header.top{padding:18px 20px;color:#fff}header.top.bad{background:#b91c1c}header.top.ok{background:#15803d}
 header.top .inner{max-width:1180px;margin:0 auto}header h1{margin:0 0 4px;font-size:22px}
 header p{margin:2px 0;opacity:.95}code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}
-section{background:#fff;border-radius:8px;margin:16px 0;padding:14px 18px;box-shadow:0 1px 2px #0002}
+section{background:#fff;border-radius:8px;margin:16px 0;padding:14px 18px;box-shadow:0 1px 2px #0002;
+overflow-x:auto}td code{word-break:break-all}svg.trend{display:block}
 h2{font-size:17px;margin:0 0 10px}h3{font-size:14px;margin:4px 0}
 .failure{border-left:6px solid #dc2626;padding:8px 12px;margin:10px 0;background:#fef2f2;border-radius:4px}
 .failure.risk-high{border-color:#7f1d1d}.failure.risk-medium{border-color:#dc2626}.failure.risk-low{border-color:#f87171}
@@ -153,9 +154,10 @@ def _ledger(doc: dict[str, Any]) -> str:
         f'<td class="o-{"passed" if r["outcome"] == "succeeded" else "failed"}">{escape(r["outcome"])}</td>'
         f'<td>{escape(r["actor"])}</td><td class="num">{(r["duration_ms"] or 0) / 1000:.1f}s</td>'
         f'<td>{escape(r["error"] or "")}</td></tr>' for r in doc["ledger"])
+    table = ('<table><tr><th>started</th><th>action</th><th>outcome</th><th>actor</th><th>duration</th>'
+             f'<th>error</th></tr>{rows}</table>') if rows else "<p>No maintenance action ran in this period.</p>"
     return (f'<section id="ledger"><h2>Actions since {escape(_when(doc["ledger_since"]))} ({len(doc["ledger"])})</h2>'
-            f'<table><tr><th>started</th><th>action</th><th>outcome</th><th>actor</th><th>duration</th><th>error</th>'
-            f'</tr>{rows}</table></section>')
+            f"{table}</section>")
 
 
 def render(doc: dict[str, Any]) -> str:
