@@ -4,7 +4,8 @@
 code, counts); ``kfm_ops.check_results`` one row per check of a run (outcome, severity, area,
 duration, the message and its digest). Check sessions are read-only by construction, so the
 history is written after the pytest run, from its JSON report, by ``kfm-maint check``
-through a write connection (:func:`writer`), in one transaction with the retention.
+through a write connection (:func:`writer`: a hub that may write PostGIS only), in one transaction
+with the retention.
 
 Retention, enforced at every write: runs older than ``KFM_HISTORY__RETENTION_DAYS`` (90) are
 deleted, and of each environment and suite only the newest ``KFM_HISTORY__MAX_RUNS`` (5000)
@@ -18,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfm_ops.hub import ServiceHub
 from kfm_ops.results import CheckResult
-from kfm_ops.settings import HistorySettings, PostgisSettings, Settings
+from kfm_ops.settings import PostgisSettings, Settings
 from kfm_ops.stores.postgis import PostgisStore
 
 RUNS = "kfm_ops.check_runs"
@@ -60,21 +62,18 @@ class Run:
                 "duration_s": self.duration, "exit_code": self.exit_code, "counts": self.counts}
 
 
-def writer(settings: Settings, application_name: str) -> PostgisStore:
-    """The connection that writes the history: ``KFM_HISTORY__DSN`` (a narrow role) or the owner DSN."""
-    section = settings.postgis
-    history: HistorySettings = settings.history
-    if history.dsn:
-        section = PostgisSettings(dsn=history.dsn, write_dsn=history.dsn, write_password=history.password,
-                                  **({"connect_timeout": section.connect_timeout,
-                                      "query_timeout": section.query_timeout} if section else {}))
-    if section is None:
-        from kfm_ops.errors import NotConfigured
+def writer(settings: Settings, application_name: str) -> ServiceHub:
+    """A hub whose only writable store is the history's: ``KFM_HISTORY__DSN`` (a narrow role) or the owner DSN.
 
-        raise NotConfigured("postgis")
-    store = PostgisStore(section, write=True, application_name=application_name)
-    store.ping()
-    return store
+    ``writer(...).postgis(write=True)`` is the connection; close the hub when done.
+    """
+    history = settings.history
+    if history.dsn:
+        timeouts = {"connect_timeout": settings.postgis.connect_timeout,
+                    "query_timeout": settings.postgis.query_timeout} if settings.postgis else {}
+        narrow = PostgisSettings(dsn=history.dsn, write_dsn=history.dsn, write_password=history.password, **timeouts)
+        settings = settings.model_copy(update={"postgis": narrow})
+    return ServiceHub(settings, writes_allowed=True, writable=("postgis",), application_name=application_name)
 
 
 def record(conn: PostgisStore, *, run_id: str, environment: str, suite: str, selection: str, started: float,

@@ -24,6 +24,7 @@ from typing import Any
 from kfm_ops import history, log
 from kfm_ops.checkrun import run_pytest
 from kfm_ops.errors import ExitCode, KfmError
+from kfm_ops.hub import ServiceHub
 from kfm_ops.metrics import CheckRun, PushFailed, check_registry, push, write_textfile
 from kfm_ops.results import CheckResult, counts, from_report
 from kfm_ops.settings import Settings
@@ -85,13 +86,15 @@ class Recorded:
         self.run_id = run_id
         self.suite = suite
         self.recorded: bool | None = None
+        self.hub: ServiceHub | None = None
         self.conn: Any = None
         if settings.postgis is None or not (settings.history.dsn or settings.postgis.write_dsn):
             print("kfm-maint: history: not recorded (no write DSN: set KFM_HISTORY__DSN or KFM_POSTGIS__WRITE_DSN)",
                   flush=True)
             return
         try:
-            self.conn = history.writer(settings, f"kfm-maint/{run_id}/history")
+            self.hub = history.writer(settings, f"kfm-maint/{run_id}/history")
+            self.conn = self.hub.postgis(write=True)
             if not self.conn.exists(history.RESULTS):
                 warn("the check history is not recorded: kfm_ops.check_runs does not exist "
                      "(run `kfm-maint migrate`)")
@@ -129,9 +132,9 @@ class Recorded:
             return {}, None
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        if self.hub is not None:
+            self.hub.close()
+        self.hub = self.conn = None
 
 
 def publish_metrics(registry: Any, settings: Settings, metrics_file: str | None, *, job: str,

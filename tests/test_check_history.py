@@ -226,3 +226,17 @@ def test_without_a_write_dsn_the_run_says_it_is_not_recorded(tmp_path: Path) -> 
     proc = kfm_maint("smoke", "--suite", "kfm-proof-nowrite", env={**env, "KFM_ENV_FILE": str(env_file)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert "history: not recorded (no write DSN" in proc.stdout
+
+
+def test_a_history_role_of_its_own_records_the_run(kfm_settings: Settings, catalog: None) -> None:
+    """KFM_HISTORY__DSN is what writes the history: with the owner DSN broken, the run is still recorded."""
+    pg = kfm_settings.postgis
+    assert pg is not None and pg.write_dsn and pg.write_password
+    env = {"KFM_POSTGIS__WRITE_DSN": "postgresql://nobody@127.0.0.1:1/kfm", "KFM_HISTORY__DSN": pg.write_dsn,
+           "KFM_HISTORY__PASSWORD": pg.write_password.get_secret_value()}
+    proc = kfm_maint("smoke", "--suite", "kfm-proof-history-dsn", env=env)
+    assert proc.returncode == 0 and "recorded (" in proc.stdout, proc.stdout[-2000:] + proc.stderr
+    broken = kfm_maint("smoke", "--suite", "kfm-proof-history-dsn",
+                       env={"KFM_POSTGIS__WRITE_DSN": "postgresql://nobody@127.0.0.1:1/kfm"})
+    assert broken.returncode == 0, "a history that cannot be written never changes the checks' exit code"
+    assert "warning: the check history is not recorded: postgis unreachable" in broken.stderr
