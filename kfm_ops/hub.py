@@ -145,14 +145,23 @@ class ServiceHub:
             self._versions[name] = self.client(name).version()
         return self._versions[name]
 
-    def status(self) -> list[dict[str, Any]]:
-        """Each service: configured, up (answered), its version, where, or why not (reports, metrics)."""
+    def status(self, *, warm: bool = True) -> list[dict[str, Any]]:
+        """Each service: configured, up (answered), its version, where, or why not (reports, metrics).
+
+        ``warm=False`` connects to nothing: it tells what this hub has seen (a service it never
+        opened has ``up`` None) — for the end of a session, when a service may be broken on purpose.
+        """
         found: list[dict[str, Any]] = []
         for name in SERVICES:
             section = self.settings.section(name)
             row: dict[str, Any] = {"service": name, "configured": section is not None, "up": False,
                                    "version": None, "where": section.where if section else None, "error": None}
-            if section is not None:
+            failure = self._failures.get((name, False))
+            if section is not None and not warm and name not in self._versions:
+                opened = (name, False) in self._stores or (name, True) in self._stores
+                row.update(up=True if opened else (False if failure else None),
+                           error=failure.message if failure and not opened else None)
+            elif section is not None:
                 try:
                     row.update(up=True, version=self.version(name))
                 except ServiceError as exc:

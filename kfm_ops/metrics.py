@@ -101,7 +101,7 @@ def check_registry(results: Sequence[CheckResult], run: CheckRun) -> CollectorRe
     if run.history_recorded is not None:
         m.set("kfm_run_history_recorded", "1 if the run was recorded in the history", float(run.history_recorded))
     for s in run.services:
-        if not s.get("configured"):
+        if not s.get("configured") or s.get("up") is None:  # not configured, or not used by this run
             continue
         m.set("kfm_service_up", "1 if the service answered during the run", float(bool(s.get("up"))),
               service=str(s["service"]))

@@ -208,7 +208,7 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
     json_report["kfm"] = {"run_id": os.environ.get("KFM_RUN_ID"), "command": "check",
                           "unreachable": hub.unavailable() if hub else []}
     if hub is not None and _SESSION_SCHEDULED:
-        json_report["kfm"].update(environment=hub.settings.environment, services=hub.status(),
+        json_report["kfm"].update(environment=hub.settings.environment, services=hub.status(warm=False),
                                   baseline=_SESSION_SCHEDULED[0].baseline_summary())
 
 

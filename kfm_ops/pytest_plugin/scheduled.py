@@ -113,7 +113,7 @@ class ScheduledRun:
         checks, run_ok = self._last_success()
         run = CheckRun(environment=self.settings.environment, suite=self.settings.metrics.job,
                        started=self.started, duration=time.time() - self.started, exit_code=int(exitstatus),
-                       services=self.hub.status(), last_success=checks, run_last_success=run_ok,
+                       services=self.hub.status(warm=False), last_success=checks, run_last_success=run_ok,
                        baseline=self.baseline_summary() if self.baseline.path else None)
         registry = check_registry(results, run)
         if self.metrics_file:

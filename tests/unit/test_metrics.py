@@ -163,3 +163,21 @@ def test_metrics_and_history_settings(tmp_path: Path, monkeypatch: pytest.Monkey
     env.write_text("KFM_HISTORY__RETENTION_DAYS=0\n")
     with pytest.raises(UsageError, match="KFM_HISTORY__RETENTION_DAYS"):
         load_settings(env)
+
+
+def test_the_status_at_the_end_of_a_session_connects_to_nothing() -> None:
+    from kfm_ops.errors import ServiceError
+    from kfm_ops.hub import ServiceHub
+
+    settings = load_settings(None, postgis={"dsn": "postgresql://u@127.0.0.1:1/kfm", "connect_timeout": 1},
+                             cache={"url": "redis://127.0.0.1:1/0"}, graph=None, search=None, policy=None, llm=None)
+    hub = ServiceHub(settings)
+    with pytest.raises(ServiceError):
+        hub.client("postgis")
+    rows = {r["service"]: r for r in hub.status(warm=False)}
+    assert rows["postgis"]["up"] is False and "unreachable" in rows["postgis"]["error"]
+    assert rows["cache"]["configured"] and rows["cache"]["up"] is None, "never used: unknown, not probed"
+    assert not rows["graph"]["configured"]
+    run = CheckRun(environment="dev", suite="s", started=1.0, duration=1.0, exit_code=4, services=list(rows.values()))
+    path_rows = next(s for s in check_registry([], run).collect() if s.name == "kfm_service_up").samples
+    assert {s.labels["service"]: s.value for s in path_rows} == {"postgis": 0.0}
