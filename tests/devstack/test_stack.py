@@ -64,7 +64,7 @@ def http_json(url: str, *, method: str = "GET", body: object = None, headers: di
 
 
 # --------------------------------------------------------------------------- the command itself
-def test_status_reports_all_seven_up_with_versions(running_stack: dict[str, dict]) -> None:
+def test_status_reports_every_service_up_with_versions(running_stack: dict[str, dict]) -> None:
     res = run_stack("status")
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.strip().splitlines()
