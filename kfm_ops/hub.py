@@ -205,24 +205,48 @@ class ServiceHub:
         """Whether ``name`` told its version in this process."""
         return name in self._versions
 
-    def status_lines(self) -> list[str]:
-        """One line per service for report headers: version, not configured, or unreachable.
+    def status(self, *, warm: bool = True) -> list[dict[str, Any]]:
+        """Each service: configured, up (answered), its version, where, or why not (headers, reports, metrics).
 
-        The configured services are probed at the same time, each within its connect timeout.
+        ``warm`` probes the configured services at the same time, each within its connect timeout
+        (:meth:`probe`). ``warm=False`` connects to nothing: it tells what this hub has seen (a service
+        it never opened has ``up`` None) — for the end of a session, when a service may be broken on purpose.
         """
-        def line(name: str) -> str:
+        def row(name: str) -> dict[str, Any]:
             section = self.settings.section(name)
-            if section is None:
-                return f"{name}: not configured"
-            try:
-                return f"{name}: {self.probe(name)} at {section.where}"
-            except ServiceError as exc:
-                return f"{name}: UNAVAILABLE — {exc.message}"
-            except KfmError as exc:
-                return f"{name}: version unknown ({exc.message})"
+            found: dict[str, Any] = {"service": name, "configured": section is not None, "up": False,
+                                     "version": None, "where": section.where if section else None, "error": None}
+            failure = self._failures.get((name, False))
+            if section is not None and not warm and name not in self._versions:
+                opened = (name, False) in self._stores or (name, True) in self._stores
+                found.update(up=True if opened else (False if failure else None),
+                             error=failure.message if failure and not opened else None)
+            elif section is not None:
+                try:
+                    found.update(up=True, version=self.probe(name))
+                except ServiceError as exc:
+                    found["error"] = exc.message
+                except KfmError as exc:  # not a service fault, but no answer either (a setting, a driver)
+                    found["error"] = f"version unknown ({exc.message})"
+            return found
 
         with ThreadPoolExecutor(max_workers=len(SERVICES), thread_name_prefix="kfm-probe") as pool:
-            return list(pool.map(line, SERVICES))
+            return list(pool.map(row, SERVICES))
+
+    def status_lines(self) -> list[str]:
+        """One line per service for report headers: version, not configured, or unreachable."""
+        lines = []
+        for row in self.status():
+            name = row["service"]
+            if not row["configured"]:
+                lines.append(f"{name}: not configured")
+            elif row["version"]:
+                lines.append(f"{name}: {row['version']} at {row['where']}")
+            elif str(row["error"]).startswith("version unknown"):
+                lines.append(f"{name}: {row['error']}")
+            else:
+                lines.append(f"{name}: UNAVAILABLE — {row['error']}")
+        return lines
 
     def close(self) -> None:
         with self._lock:

@@ -166,6 +166,51 @@ class CheckSettings(BaseModel):
     transaction_margin_seconds: float = Field(300, ge=0)
     max_redis_memory_ratio: float = Field(0.9, gt=0, le=1)
     first_n: int = Field(10, ge=1, le=1000)
+    baseline_file: Path | None = None  # known failures (TOML): reported as known until their expiry
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus output of check runs and actions (the textfile is a command-line option)."""
+
+    model_config = {"extra": "forbid"}
+
+    pushgateway_url: str | None = None  # push every run here (grouped by job and environment)
+    job: str = Field("kfm-opschecks", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # the check runs' job and suite
+    timeout: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if not v:  # set but empty: not configured (kfm-maint clears it for the pytest it starts)
+            return None
+        return _check_url(v, ("http", "https"), "http://pushgateway:9091").rstrip("/")
+
+    def secrets(self) -> list[str]:
+        password = urlsplit(self.pushgateway_url).password if self.pushgateway_url else None
+        return [password] if password else []
+
+
+class HistorySettings(BaseModel):
+    """The check-run history in kfm_ops (written by ``kfm-maint check``, read by ``kfm-maint report``)."""
+
+    model_config = {"extra": "forbid"}
+
+    retention_days: int = Field(90, ge=1, le=3650)  # older runs are deleted when a run is recorded
+    max_runs: int = Field(5000, ge=10, le=1_000_000)  # per environment and suite, newest kept
+    flap_window: int = Field(10, ge=3, le=1000)  # runs in which a check that changes twice is flapping
+    dsn: str | None = None  # a narrow role for the history writes; default: KFM_POSTGIS__WRITE_DSN
+    password: SecretStr | None = None
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, v: str | None) -> str | None:
+        return v and _check_url(v, ("postgresql", "postgres"), "postgresql://user@host:5432/kfm")
+
+    def secrets(self) -> list[str]:
+        found = [self.password.get_secret_value()] if self.password else []
+        if self.dsn and (password := urlsplit(self.dsn).password):
+            found.append(password)
+        return found
 
 
 class _SecretsDirSource(EnvSettingsSource):
@@ -235,6 +280,13 @@ class Settings(BaseSettings):
     policy: PolicySettings | None = None
     llm: LlmSettings | None = None
     checks: CheckSettings = CheckSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    history: HistorySettings = HistorySettings()
+
+    @property
+    def environment_label(self) -> str:
+        """The environment for logs, the check history and metrics labels: ``unset`` when none is configured."""
+        return self.environment or "unset"
 
     @classmethod
     def settings_customise_sources(
@@ -272,7 +324,8 @@ class Settings(BaseSettings):
         return [name for name in SERVICES if getattr(self, name) is not None]
 
     def secret_values(self) -> list[str]:
-        return [s for name in SERVICES if (sec := getattr(self, name)) for s in sec.secrets()]
+        found = [s for name in SERVICES if (sec := getattr(self, name)) for s in sec.secrets()]
+        return found + self.metrics.secrets() + self.history.secrets()
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kfm_ops import __version__, log
-from kfm_ops.checkrun import installed_checks, run_pytest
 from kfm_ops.errors import ExitCode, KfmError, UsageError
 from kfm_ops.paths import writable
 from kfm_ops.redact import redact
@@ -52,6 +51,11 @@ def _global_options() -> _Parser:
                    help="write a report in pytest-json-report's schema")
     g.add_argument("--no-verify", dest="verify", action="store_false", default=argparse.SUPPRESS,
                    help="skip the checks that run after an action (verification is on by default)")
+    g.add_argument("--metrics-file", default=argparse.SUPPRESS, metavar="PATH",
+                   help="write the run's Prometheus metrics to PATH (node_exporter textfile, atomic); "
+                        "KFM_METRICS__PUSHGATEWAY_URL pushes them too")
+    g.add_argument("--junit-xml", default=argparse.SUPPRESS, metavar="PATH",
+                   help="write the report as JUnit XML (checks: pytest's --junitxml; actions: their steps)")
     return common
 
 
@@ -64,9 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("check", parents=[common], help="run the opschecks (read-only); extra args go to pytest",
-                       description="Run the opschecks with pytest. Arguments after `--` go to pytest.")
+                       description="Run the opschecks with pytest (arguments after `--` go to pytest), then record "
+                       "the run in the history (kfm_ops.check_runs) and write/push its metrics.")
+    p.add_argument("--suite", default=None, metavar="NAME",
+                   help="the run's suite: history and metrics job (default KFM_METRICS__JOB, kfm-opschecks)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest, e.g. -- -m smoke")
-    sub.add_parser("smoke", parents=[common], help="run the smoke checks (= check -- -m smoke)")
+    p = sub.add_parser("smoke", parents=[common], help="run the smoke checks (= check --suite kfm-smoke -- -m smoke)")
+    p.add_argument("--suite", default=None, metavar="NAME", help="the run's suite (default kfm-smoke)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more arguments for pytest, after --")
+    p = sub.add_parser("report", parents=[common], help="what changed in the check history (read-only)",
+                       description="Compare the latest check run with the previous one (or the last one before "
+                       "--since): new, persisting and recovered failures, flapping checks; the baseline; the "
+                       "action ledger of the period.")
+    p.add_argument("--since", default=None, metavar="TIME",
+                   help="compare with the state at TIME: 2026-03-01, 2026-03-01T06:00Z, 36h, 7d")
+    p.add_argument("--suite", default=None, metavar="NAME", help="which suite (default: the latest run's)")
+    p.add_argument("--html", default=None, metavar="FILE", help="also write the report as one self-contained page")
 
     groups: dict[str, Any] = {}
     for command in COMMANDS:
@@ -85,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     defaults = {"json": False, "dry_run": False, "environment": None, "confirm": "", "env_file": None,
-                "json_report_file": None, "verify": True}
+                "json_report_file": None, "verify": True, "metrics_file": None, "junit_xml": None}
     return {k: getattr(args, k, v) for k, v in defaults.items()}
 
 
@@ -108,24 +125,6 @@ def _anchor_paths() -> None:
             os.environ[name] = str(Path(value).resolve())
 
 
-def run_checks(pytest_args: list[str], opts: dict[str, Any], run_id: str) -> int:
-    """`kfm-maint check`: the opschecks in a pytest process, exit codes mapped to ours."""
-    args = [a for a in pytest_args if a != "--"]
-    env = {"KFM_RUN_ID": run_id}
-    # Always a report: it is how an unreachable service (exit 4) is told from a failed check (1).
-    run = run_pytest(installed_checks(*args), env=env, capture=False, isolated=True,
-                     report_file=Path(opts["json_report_file"]) if opts["json_report_file"] else None)
-    unreachable = (run.report or {}).get("kfm", {}).get("unreachable")
-    mapping = {0: ExitCode.OK, 1: ExitCode.CHECKS_FAILED, 2: ExitCode.INTERNAL, 3: ExitCode.INTERNAL,
-               4: ExitCode.USAGE, 5: ExitCode.USAGE}
-    code = mapping.get(run.returncode, ExitCode.INTERNAL)
-    if run.returncode == 5:
-        print("kfm-maint: error: no checks were selected — check the -m / -k expression", file=sys.stderr)
-    if code == ExitCode.CHECKS_FAILED and unreachable:
-        code = ExitCode.UNREACHABLE
-    return int(code)
-
-
 def main(argv: list[str] | None = None) -> int:
     out = Output(json_mode="--json" in (argv if argv is not None else sys.argv[1:]))
     try:
@@ -141,11 +140,19 @@ def main(argv: list[str] | None = None) -> int:
         _anchor_paths()
         settings = load_settings(os.environ.get("KFM_ENV_FILE"))
         run_id = log.new_run_id()  # every kfm-maint run is its own run (the ledger key)
-        log.configure(run_id=run_id, environment=settings.environment or "unset", component=f"kfm-maint {args.command}",
+        log.configure(run_id=run_id, environment=settings.environment_label, component=f"kfm-maint {args.command}",
                       level=settings.log_level, log_file=settings.log_file)
         if args.command in ("check", "smoke"):
-            extra = ["-m", "smoke"] if args.command == "smoke" else []
-            return run_checks(extra + getattr(args, "pytest_args", []), opts, run_id)
+            from maintenance.checks import SMOKE_SUITE, run_checks
+
+            smoke = args.command == "smoke"
+            suite = args.suite or (SMOKE_SUITE if smoke else settings.metrics.job)
+            extra = ["-m", "smoke"] if smoke else []
+            return run_checks(extra + getattr(args, "pytest_args", []), opts, run_id, settings, suite=suite)
+        if args.command == "report":
+            from maintenance.report import run_report
+
+            return run_report(args, opts, settings, run_id)
         from maintenance.runner import Invocation, run
 
         action = _command(args).build(args)  # bad arguments first (a password file that is a device, …)
@@ -156,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         intent = Intent(action=action.name, dry_run=opts["dry_run"], environment=opts["environment"],
                         confirm=opts["confirm"])
         inv = Invocation(settings=settings, intent=intent, out=out, run_id=run_id, verify=opts["verify"],
-                         report_file=Path(opts["json_report_file"]) if opts["json_report_file"] else None)
+                         report_file=Path(opts["json_report_file"]) if opts["json_report_file"] else None,
+                         metrics_file=Path(opts["metrics_file"]) if opts["metrics_file"] else None,
+                         junit_file=Path(opts["junit_xml"]) if opts["junit_xml"] else None)
         return run(action, inv)
     except KfmError as exc:
         out.error(exc)

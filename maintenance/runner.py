@@ -20,11 +20,14 @@ from kfm_ops.checkrun import verify_report
 from kfm_ops.errors import ActionFailed, ActionRefused, ExitCode, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.interrupt import STOP
+from kfm_ops.junit import write_junit
+from kfm_ops.metrics import ACTION_JOB, action_outcome, action_registry
 from kfm_ops.report import Report, write_json_atomically
 from kfm_ops.settings import Settings
 from kfm_ops.stores.postgis import PostgisStore
 from maintenance import gates, migrate
 from maintenance.action import Action, Plan, RunContext
+from maintenance.checks import publish_metrics
 from maintenance.output import Output
 
 
@@ -43,29 +46,58 @@ class Invocation:
     run_id: str
     verify: bool = True
     report_file: Path | None = None
+    metrics_file: Path | None = None
+    junit_file: Path | None = None
 
 
 def run(action: Action[Any], inv: Invocation) -> int:
     """Run ``action``; return the documented exit code."""
     started = time.monotonic()
-    report = Report(run_id=inv.run_id, command=action.name, environment=str(inv.settings.environment))
+    report = Report(run_id=inv.run_id, command=action.name, environment=inv.settings.environment_label)
     hub = ServiceHub(inv.settings, writes_allowed=not inv.intent.dry_run,
                      application_name=gates.application_name(inv.run_id, action.name))
     code = ExitCode.OK
+    interrupted = False
+    last_success: float | None = None
     try:
         code = _run(action, inv, hub, report)
     except KfmError as exc:
         code = exc.exit_code
+        interrupted = isinstance(exc, Interrupted)
         report.add(f"kfm-maint::{action.name}::error", "failed", 0.0, longrepr=str(exc))
         inv.out.error(exc)
     finally:
+        if inv.metrics_file or inv.settings.metrics.pushgateway_url:
+            last_success = _last_success(hub, action.name, inv.settings.environment_label)
         hub.close()
         report.kfm["exit_code"] = int(code)
+        report.kfm["outcome"] = action_outcome(int(code), interrupted)
         report.kfm["duration_s"] = round(time.monotonic() - started, 3)  # connect → plan → apply → verify
+        document = report.to_dict(int(code))
         if inv.report_file:
-            write_json_atomically(inv.report_file, report.to_dict(int(code)))
+            write_json_atomically(inv.report_file, document)
+        if inv.junit_file:
+            write_junit(inv.junit_file, document, suite=f"kfm-maint {action.name}")
+    if not inv.intent.dry_run and (inv.metrics_file or inv.settings.metrics.pushgateway_url):
+        publish_metrics(action_registry(document, last_success=last_success), inv.settings,
+                        str(inv.metrics_file) if inv.metrics_file else None, job=ACTION_JOB,
+                        grouping={"environment": inv.settings.environment_label, "action": action.name},
+                        say=inv.out.say)
     inv.out.result(report.kfm, code)
     return int(code)
+
+
+def _last_success(hub: ServiceHub, action: str, environment: str) -> float | None:
+    """When ``action`` last succeeded in ``environment``, from the ledger (None when it cannot be read)."""
+    try:
+        conn = hub.postgis()
+        if not conn.exists("kfm_ops.audit_ledger"):
+            return None
+        value = conn.scalar("SELECT extract(epoch FROM max(ended_at)) FROM kfm_ops.audit_ledger "
+                            "WHERE action = %s AND environment = %s AND outcome = 'succeeded'", (action, environment))
+    except KfmError:
+        return None
+    return float(value) if value is not None else None
 
 
 def _step(report: Report, action: str, step: str) -> Callable[..., None]:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import kfm_maint
 
-COMMANDS = [[], ["check"], ["smoke"], ["migrate"], ["sample-data"], ["sample-data", "init"], ["reindex"],
+COMMANDS = [[], ["check"], ["smoke"], ["report"], ["migrate"], ["sample-data"], ["sample-data", "init"], ["reindex"],
             ["cache"], ["cache", "rebuild"], ["user"], ["user", "create"]]
 
 

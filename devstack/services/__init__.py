@@ -1,4 +1,4 @@
-"""The seven services of the stack, in start order, and how to pick some of them by name."""
+"""The nine services of the stack, in start order, and how to pick some of them by name."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ from devstack.services.neo4j import Neo4j
 from devstack.services.opa import OPA
 from devstack.services.opensearch import OpenSearch
 from devstack.services.postgis import PostGIS
+from devstack.services.prometheus import Prometheus, Pushgateway
 from devstack.services.redis import Redis
 from devstack.services.toxiproxy import Toxiproxy
 
-SERVICE_CLASSES: list[type[Service]] = [PostGIS, OpenSearch, Neo4j, Redis, OPA, LLM, Toxiproxy]
+SERVICE_CLASSES: list[type[Service]] = [PostGIS, OpenSearch, Neo4j, Redis, OPA, LLM, Toxiproxy, Prometheus,
+                                        Pushgateway]
 ALIASES = {"postgres": "postgis", "postgresql": "postgis", "pg": "postgis", "search": "opensearch",
-           "graph": "neo4j", "cache": "redis", "policy": "opa", "toxi": "toxiproxy"}
+           "graph": "neo4j", "cache": "redis", "policy": "opa", "toxi": "toxiproxy", "prom": "prometheus",
+           "metrics": "prometheus", "pgw": "pushgateway"}
 
-__all__ = ["ALIASES", "LLM", "OPA", "SERVICE_CLASSES", "Neo4j", "OpenSearch", "PostGIS", "Redis", "Service",
-           "Toxiproxy", "services"]
+__all__ = ["ALIASES", "LLM", "OPA", "SERVICE_CLASSES", "Neo4j", "OpenSearch", "PostGIS", "Prometheus",
+           "Pushgateway", "Redis", "Service", "Toxiproxy", "services"]
 
 
 def services(st: Stack, names: list[str] | None = None) -> list[Service]:

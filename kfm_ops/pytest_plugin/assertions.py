@@ -19,6 +19,9 @@ from kfm_ops.redact import redact
 
 FIRST_N = 10
 """How many offending ids a failure names; the plugin sets it from ``KFM_CHECKS__FIRST_N``."""
+_FIGURES: list[list[dict[str, Any]]] = []
+"""The running check's figures (the plugin opens the list around each check's call)."""
+_FIGURE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def configure(first_n: int) -> None:
@@ -30,6 +33,25 @@ def configure(first_n: int) -> None:
 def first_n() -> int:
     """How many offending ids a failure names (for queries that fetch only those)."""
     return FIRST_N
+
+
+def figure(name: str, value: float, **labels: Any) -> None:
+    """Publish a number the running check measured (``kfm_<name>`` in its run's metrics).
+
+    ``figure("consistency_items", 3, store="search", kind="missing")``. Every call of one
+    ``name`` should use the same label names. Outside a check it does nothing.
+    """
+    if not _FIGURE_NAME.match(name):
+        raise ValueError(f"figure name must be lower_snake_case, got {name!r}")
+    if _FIGURES:
+        _FIGURES[-1].append({"name": name, "value": float(value), "labels": {k: str(v) for k, v in labels.items()}})
+
+
+def collecting(figures: list[dict[str, Any]] | None) -> None:
+    """Start (a list) or stop (None) collecting the running check's figures (called by the plugin)."""
+    _FIGURES.clear()
+    if figures is not None:
+        _FIGURES.append(figures)
 
 
 def format_ids(ids: Iterable[Any], first_n: int | None = None, total: int | None = None) -> str:

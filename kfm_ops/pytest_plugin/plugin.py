@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from kfm_ops import log
+from kfm_ops.baseline import load as load_baseline
 from kfm_ops.errors import KfmError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.paths import writable
@@ -37,12 +38,13 @@ from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fix
     search,
 )
 from kfm_ops.pytest_plugin.privileges import write_capable
+from kfm_ops.pytest_plugin.scheduled import AREAS, FIGURES_KEY, ScheduledRun, meta
 from kfm_ops.redact import redact, redact_obj
 from kfm_ops.settings import SERVICES, load_settings
 
 RISK_TIERS = ("low", "medium", "high")
-AREAS = ("health", "contract", "governance", "consistency")
-"""Check areas: a check in a folder of one of these names carries that marker."""
+"""The risk tier of a check is its severity in reports and metrics."""
+SCHEDULED_KEY = pytest.StashKey[ScheduledRun]()
 
 
 # Marker signatures: calling one with a mark's arguments validates them.
@@ -81,6 +83,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kfm-require-all", action="store_true",
                     default=os.environ.get("KFM_REQUIRE_ALL_SERVICES", "").lower() in ("1", "true", "yes"),
                     help="fail, instead of skip, the checks of services that are not configured")
+    group.addoption("--metrics-file", "--kfm-metrics-file", dest="kfm_metrics_file", default=None, metavar="PATH",
+                    help="write the run's Prometheus metrics to PATH (a node_exporter textfile, written atomically); "
+                         "KFM_METRICS__PUSHGATEWAY_URL pushes them too")
+    group.addoption("--kfm-baseline", default=None, metavar="FILE",
+                    help="known failures (TOML) reported as xfail until their expiry "
+                         "(default: KFM_CHECKS__BASELINE_FILE)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,16 +100,24 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = load_settings(config.getoption("kfm_env_file"), **overrides)
         if config.getoption("json_report", False) and not hasattr(config, "workerinput"):
             writable(config.getoption("json_report_file"), "--json-report-file")
-        log.configure(run_id=run_id, environment=settings.environment or "unset", component="opschecks",
+        log.configure(run_id=run_id, environment=settings.environment_label, component="opschecks",
                       level=settings.log_level, log_file=settings.log_file)
     except KfmError as exc:
         raise pytest.UsageError(str(exc)) from None
     os.environ["KFM_RUN_ID"] = run_id  # xdist workers inherit the controller's run_id
     assertions.configure(first_n=settings.checks.first_n)
+    try:
+        baseline = load_baseline(config.getoption("kfm_baseline") or settings.checks.baseline_file)
+    except KfmError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[RUN_ID_KEY] = run_id
     config.stash[HUB_KEY] = ServiceHub(settings)
     _SESSION_HUB[:] = [config.stash[HUB_KEY]]
+    scheduled = ScheduledRun(config, settings, baseline, config.stash[HUB_KEY])
+    config.stash[SCHEDULED_KEY] = scheduled
+    _SESSION_SCHEDULED[:] = [scheduled]
+    config.pluginmanager.register(scheduled, "kfm-ops-scheduled")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -140,9 +156,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     for problem in write_capable(hub, [name for name in SERVICES if hub.answered(name)]):
         log.get_logger().warning("privilege.write_capable_check_credentials", problem=problem)
         lines.append(f"  WARNING {problem}")
-    return lines
+    return lines + config.stash[SCHEDULED_KEY].header_lines()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     errors = []
     for item in items:
@@ -166,15 +183,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """A store error in the middle of a check (the service went away, answered an error) fails it in one line."""
+    item.stash[FIGURES_KEY] = []
+    assertions.collecting(item.stash[FIGURES_KEY])
     try:
         return (yield)
     except KfmError as exc:
         pytest.fail(str(exc), pytrace=False)
+    finally:
+        assertions.collecting(None)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
+    report.kfm = meta(item)  # travels with xdist; the JSON report's metadata and the metrics read it
     # Failure text and captured output pass through the redactor before any reporter sees them.
     if report.longrepr is not None and not isinstance(report.longrepr, tuple):
         report.longrepr = redact(str(report.longrepr))
@@ -190,7 +212,17 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
     hub = _SESSION_HUB[0] if _SESSION_HUB else None
     json_report["kfm"] = {"run_id": os.environ.get("KFM_RUN_ID"), "command": "check",
                           "unreachable": hub.unavailable() if hub else []}
+    if hub is not None and _SESSION_SCHEDULED:
+        json_report["kfm"].update(environment=hub.settings.environment, services=hub.status(warm=False),
+                                  baseline=_SESSION_SCHEDULED[0].baseline_summary())
 
 
-# pytest-json-report's hook gets no config: the session's hub is kept here for it.
+@pytest.hookimpl(optionalhook=True)
+def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, Any]:
+    """Each test's ``kfm`` entry in the JSON report: check id, risk tier, area, figures, known failure."""
+    return {"kfm": meta(item)}
+
+
+# pytest-json-report's hooks get no config: the session's hub and scheduled run are kept here for them.
 _SESSION_HUB: list[ServiceHub] = []
+_SESSION_SCHEDULED: list[ScheduledRun] = []

@@ -15,8 +15,9 @@ from datetime import timedelta
 
 import pytest
 
-from kfm_ops.consistency import DerivedSide, GraphSide, SearchSide, bucket_compare, classify
-from kfm_ops.pytest_plugin.assertions import expect, fail_with, first_n
+from kfm_ops.compare import Diff
+from kfm_ops.consistency import DerivedSide, GraphSide, Lag, SearchSide, bucket_compare, classify
+from kfm_ops.pytest_plugin.assertions import expect, fail_with, figure, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.settings import Settings
 from kfm_ops.stores.cache import CacheStore, summary_key
@@ -49,12 +50,14 @@ def _matches(store: str, postgis: PostgisStore, side: DerivedSide, settings: Set
                           on_diff=lambda kind, i: differences.append((kind, i)) if len(differences) < CLASSIFY_MAX
                           else None)
     if diff.clean:
+        _figures(store, diff, None)
         return
     watermark, now = postgis.one("SELECT (SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = %s), now()",
                                  (store.split()[0],))
     lag = classify(differences if diff.total <= CLASSIFY_MAX else [], postgis, side, watermark=watermark, now=now,
                    max_lag=timedelta(seconds=settings.checks.max_freshness_lag_seconds),
                    margin=timedelta(seconds=settings.checks.transaction_margin_seconds))
+    _figures(store, diff, lag if diff.total <= CLASSIFY_MAX else None)
     pending = lag.pending_count
     if pending:
         warnings.warn(f"{store}: {pending} differences pending (changed after the last sync at {watermark}, "
@@ -65,6 +68,14 @@ def _matches(store: str, postgis: PostgisStore, side: DerivedSide, settings: Set
         fail_with(f"{store}: {due} older than the last sync or the SLA (and {pending} more pending)", where,
                   ids or diff.missing_ids + diff.orphaned_ids + diff.stale_ids, hint,
                   total=diff.total - pending, first_n=3 * first_n())
+
+
+def _figures(store: str, diff: Diff, lag: Lag | None) -> None:
+    """kfm_consistency_items{store, kind}: due differences by kind (what alerts), pending ones, items compared."""
+    for kind in ("missing", "orphaned", "stale"):
+        figure("consistency_items", len(lag.due[kind]) if lag else getattr(diff, kind), store=store, kind=kind)
+    figure("consistency_items", lag.pending_count if lag else 0, store=store, kind="pending")
+    figure("consistency_items", diff.compared, store=store, kind="compared")
 
 
 @pytest.mark.risk("medium")
@@ -114,6 +125,7 @@ def test_derived_store_is_fresh(store: str, postgis: PostgisStore, kfm_settings:
     expect(watermark is not None or newest is None, f"the {store} store has never been synced", where, [store], hint)
     if newest is not None and watermark is not None:
         lag = (newest - watermark).total_seconds()
+        figure("derived_store_lag_seconds", max(lag, 0.0), store=store)  # kfm_derived_store_lag_seconds{store}
         allowed = kfm_settings.checks.max_freshness_lag_seconds
         if lag > allowed:
             items, datasets = postgis.one(

@@ -30,6 +30,8 @@ PUBLISHED = {
     "opa": {8181: "DEVSTACK_OPA_PORT"},
     "llm": {8011: "DEVSTACK_LLM_PORT"},
     "toxiproxy": {8474: "DEVSTACK_TOXIPROXY_PORT"},
+    "prometheus": {9090: "DEVSTACK_PROMETHEUS_PORT"},
+    "pushgateway": {9091: "DEVSTACK_PUSHGATEWAY_PORT"},
 }
 
 # credentials each service must take from the environment (never written into the compose file)
@@ -59,7 +61,8 @@ def _stack_part(env_file: dict[str, str]) -> dict[str, str]:
 OTHER_STACK = {
     "DEVSTACK_POSTGIS_PORT": "15432", "DEVSTACK_OPENSEARCH_PORT": "9280", "DEVSTACK_NEO4J_BOLT_PORT": "17687",
     "DEVSTACK_NEO4J_HTTP_PORT": "17474", "DEVSTACK_REDIS_PORT": "16379", "DEVSTACK_OPA_PORT": "18181",
-    "DEVSTACK_LLM_PORT": "18011", "DEVSTACK_TOXIPROXY_PORT": "18474", "DEVSTACK_PG_DATABASE": "other_db",
+    "DEVSTACK_LLM_PORT": "18011", "DEVSTACK_TOXIPROXY_PORT": "18474", "DEVSTACK_PROMETHEUS_PORT": "19090",
+    "DEVSTACK_PUSHGATEWAY_PORT": "19091", "DEVSTACK_PG_DATABASE": "other_db",
     "DEVSTACK_PG_OWNER": "other_owner", "DEVSTACK_PG_OWNER_PASSWORD": "other owner pw",
     "DEVSTACK_PG_READER": "other_reader", "DEVSTACK_PG_READER_PASSWORD": "other reader pw",
     "DEVSTACK_NEO4J_PASSWORD": "other graph pw", "DEVSTACK_REDIS_PASSWORD": "other-cache-pw",
@@ -86,12 +89,12 @@ def refs(node: object) -> list[re.Match[str]]:
     return list(VAR.finditer(yaml.safe_dump(node)))
 
 
-def test_compose_has_the_seven_services_with_healthchecks_and_volumes(compose: dict) -> None:
+def test_compose_has_every_service_with_healthchecks_and_volumes(compose: dict) -> None:
     assert sorted(compose["services"]) == sorted(SERVICES)
     for name, svc in compose["services"].items():
         assert "image" in svc, name
         assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
-    for name in ("postgis", "opensearch", "neo4j", "redis"):
+    for name in ("postgis", "opensearch", "neo4j", "redis", "prometheus", "pushgateway"):
         volumes = compose["services"][name]["volumes"]
         named = [v.split(":", 1)[0] for v in volumes if not v.startswith((".", "/", "$"))]
         assert named and all(n in compose["volumes"] for n in named), name
@@ -191,6 +194,25 @@ def test_harness_credentials_match_the_stack(stack_cfg: dict[str, str]) -> None:
     assert e["KFM_CACHE__WRITE_PASSWORD"] == e["DEVSTACK_REDIS_PASSWORD"]
     assert e["KFM_LLM__API_KEY"] == e["DEVSTACK_LLM_API_KEY"]
     assert e["KFM_LLM__MODEL"] == e["DEVSTACK_LLM_MODEL"]
+
+
+def test_compose_prometheus_scrapes_the_pushgateway_like_devstack(compose: dict) -> None:
+    """Both routes run one Prometheus config (devstack generates it, compose mounts the same text) and the rules."""
+    from devstack.services.prometheus import RULES, prometheus_config
+
+    svc = compose["services"]["prometheus"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"] if v.startswith("./")}
+    config_file = REPO / mounted["/etc/prometheus/prometheus.yml"]
+    assert config_file.read_text() == prometheus_config("pushgateway:9091", "/etc/prometheus/kfm-ops.rules.yml")
+    assert REPO / mounted["/etc/prometheus/kfm-ops.rules.yml"] == RULES and RULES.is_file()
+    config = yaml.safe_load(config_file.read_text())
+    (scrape,) = config["scrape_configs"]
+    assert scrape["honor_labels"] is True, "pushed job/environment labels must survive the scrape"
+    assert scrape["static_configs"] == [{"targets": ["pushgateway:9091"]}]
+    assert config["global"]["scrape_interval"] == "1s"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in svc["command"]
+    assert compose["services"]["pushgateway"]["image"].startswith("prom/pushgateway:v1.5")
+    assert svc["image"].startswith("prom/prometheus:v2.42")
 
 
 def test_compose_opa_serves_the_repo_policy_bundle(compose: dict) -> None:
