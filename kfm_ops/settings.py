@@ -159,7 +159,10 @@ class CheckSettings(BaseModel):
     max_xid_age: int = Field(1_000_000_000, gt=0)
     max_replication_lag_seconds: float = Field(60, gt=0)
     min_cache_hit_ratio: float = Field(0.9, ge=0, le=1)
-    min_hit_ratio_blocks: int = Field(10_000, ge=0)  # below this many block accesses the ratio is noise
+    # the hit ratio is judged over a window (two samples this far apart), not since the last stats reset:
+    # one bulk load leaves the cumulative ratio low for weeks on a healthy database
+    hit_ratio_window_seconds: float = Field(3.0, gt=0, le=300)
+    min_hit_ratio_blocks: int = Field(1_000, ge=0)  # below this many block accesses in the window it is noise
     max_lock_wait_seconds: float = Field(5.0, gt=0)  # shorter lock waits are normal
     max_freshness_lag_seconds: float = Field(3600, gt=0)
     # a change whose transaction began up to this long before a sync's snapshot may have committed after it
