@@ -19,7 +19,8 @@ PG_BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres", "psql")
 APT_BINARIES = {"redis-server": "/usr/bin/redis-server", "check_postgres": "/usr/bin/check_postgres",
                 "prometheus": "/usr/bin/prometheus", "prometheus-pushgateway": "/usr/bin/prometheus-pushgateway",
                 "promtool": "/usr/bin/promtool", "chromium": "/usr/bin/chromium",
-                "systemd-analyze": "/usr/bin/systemd-analyze"}
+                "systemd-analyze": "/usr/bin/systemd-analyze", "openssl": "/usr/bin/openssl",
+                "stunnel4": "/usr/bin/stunnel4"}
 NPM_BINARIES = {"dockerfilelint": "dockerfilelint"}  # name -> file in the stack's node/node_modules/.bin/
 JAR_SETS = ("opensearch", "neo4j")  # Maven components copied to the stack's lib/<component>
 

@@ -6,7 +6,7 @@
     devstack/stack status [--json]         one line per service; exit 1 if any is down
     devstack/stack logs SERVICE [-n N] [-f]
     devstack/stack reset                   down + delete the state dir (user caches are kept)
-    devstack/stack env                     the KFM_* harness settings as shell exports
+    devstack/stack env [--tls]             the KFM_* harness settings as shell exports (--tls: over TLS)
     devstack/stack which BINARY            where the stack installed opa, toxiproxy, initdb, ...
 
 Configuration: .env.example, then .env, then the process environment (later wins).
@@ -42,7 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=50)
     p.add_argument("-f", "--follow", action="store_true")
     sub.add_parser("reset", help="down, then delete the state dir")
-    sub.add_parser("env", help="print the KFM_* harness settings as shell exports")
+    p = sub.add_parser("env", help="print the KFM_* harness settings as shell exports")
+    p.add_argument("--tls", action="store_true",
+                   help="the TLS variant: the stack's TLS endpoints, its CA and client certificate")
     p = sub.add_parser("which", help="print where the stack installed a binary (opa, toxiproxy, initdb, ...)")
     p.add_argument("binary")
     return ap
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "reset":
             return cmd_reset(st)
         if args.cmd == "env":
-            return cmd_env(st)
+            return cmd_env(st, args.tls)
         if args.cmd == "which":
             print(binary(args.binary, st.cfg))
             return 0

@@ -259,14 +259,14 @@ def cmd_reset(st: Stack) -> int:
     return 0
 
 
-def env_exports(cfg: dict[str, str]) -> dict[str, str]:
+def env_exports(cfg: dict[str, str], *, tls: bool = False) -> dict[str, str]:
     """What ``env`` prints: the derived harness settings, then KFM_* set in .env or the environment."""
-    out = harness_env(cfg)
+    out = harness_env(cfg, tls=tls)
     out.update({k: v for k, v in cfg.items() if k.startswith("KFM_")})
     return out
 
 
-def cmd_env(st: Stack) -> int:
-    for key, value in env_exports(st.cfg).items():
+def cmd_env(st: Stack, tls: bool = False) -> int:
+    for key, value in env_exports(st.cfg, tls=tls).items():
         print(f"export {key}={shlex.quote(value)}")
     return 0

@@ -26,6 +26,7 @@ MARK = "KFM_DEVSTACK_ID"  # set in every child's environment (for diagnostics)
 # fixed parts of the harness settings (the Neo4j and Redis owner accounts have fixed names)
 GRAPH_USER = "neo4j"
 CACHE_OWNER = "default"
+TLS_SERVICES = ("POSTGIS", "GRAPH", "SEARCH", "CACHE", "POLICY", "LLM")
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -65,8 +66,13 @@ def load_config() -> dict[str, str]:
     return cfg
 
 
-def harness_env(cfg: Mapping[str, str]) -> dict[str, str]:
-    """The harness's ``KFM_*`` settings for this stack, derived from the ``DEVSTACK_*`` values."""
+def harness_env(cfg: Mapping[str, str], *, tls: bool = False) -> dict[str, str]:
+    """The harness's ``KFM_*`` settings for this stack, derived from the ``DEVSTACK_*`` values.
+
+    ``tls``: the same accounts over the stack's TLS endpoints, each verified against the stack's CA and
+    presenting its client certificate (``KFM_<SERVICE>__CA_FILE``, ``__CLIENT_CERT``, ``__CLIENT_KEY``).
+    PostgreSQL and Neo4j serve TLS on their usual port; Redis, OPA, OpenSearch and the LLM on their own.
+    """
     c = cfg
 
     def user(key: str) -> str:
@@ -76,26 +82,41 @@ def harness_env(cfg: Mapping[str, str]) -> dict[str, str]:
         return f"127.0.0.1:{c[port_key]}"
 
     pg = f"{at('DEVSTACK_POSTGIS_PORT')}/{quote(c['DEVSTACK_PG_DATABASE'], safe='')}"
-    return {
+    # plaintext says so (sslmode=disable: no silent opportunistic TLS); with TLS, the CA file makes it verify-full
+    pg_mode = "" if tls else "?sslmode=disable"
+    s = "s" if tls else ""
+    env = {
         "KFM_ENVIRONMENT": "dev",
-        "KFM_POSTGIS__DSN": f"postgresql://{user('DEVSTACK_PG_READER')}@{pg}",
+        "KFM_POSTGIS__DSN": f"postgresql://{user('DEVSTACK_PG_READER')}@{pg}{pg_mode}",
         "KFM_POSTGIS__PASSWORD": c["DEVSTACK_PG_READER_PASSWORD"],
-        "KFM_POSTGIS__WRITE_DSN": f"postgresql://{user('DEVSTACK_PG_OWNER')}@{pg}",
+        "KFM_POSTGIS__WRITE_DSN": f"postgresql://{user('DEVSTACK_PG_OWNER')}@{pg}{pg_mode}",
         "KFM_POSTGIS__WRITE_PASSWORD": c["DEVSTACK_PG_OWNER_PASSWORD"],
-        "KFM_GRAPH__URL": f"bolt://{at('DEVSTACK_NEO4J_BOLT_PORT')}",
+        "KFM_GRAPH__URL": f"{'bolt+s' if tls else 'bolt'}://{at('DEVSTACK_NEO4J_BOLT_PORT')}",
         "KFM_GRAPH__USERNAME": GRAPH_USER,
         "KFM_GRAPH__PASSWORD": c["DEVSTACK_NEO4J_PASSWORD"],
-        "KFM_SEARCH__URL": f"http://{at('DEVSTACK_OPENSEARCH_PORT')}",
-        "KFM_CACHE__URL": f"redis://{at('DEVSTACK_REDIS_PORT')}/0",
+        "KFM_SEARCH__URL": f"http{s}://{at('DEVSTACK_OPENSEARCH_TLS_PORT' if tls else 'DEVSTACK_OPENSEARCH_PORT')}",
+        "KFM_CACHE__URL": f"redis{s}://{at('DEVSTACK_REDIS_TLS_PORT' if tls else 'DEVSTACK_REDIS_PORT')}/0",
         "KFM_CACHE__USERNAME": c["DEVSTACK_REDIS_READER"],
         "KFM_CACHE__PASSWORD": c["DEVSTACK_REDIS_READER_PASSWORD"],
         "KFM_CACHE__WRITE_USERNAME": CACHE_OWNER,
         "KFM_CACHE__WRITE_PASSWORD": c["DEVSTACK_REDIS_PASSWORD"],
-        "KFM_POLICY__URL": f"http://{at('DEVSTACK_OPA_PORT')}",
-        "KFM_LLM__URL": f"http://{at('DEVSTACK_LLM_PORT')}",
+        "KFM_POLICY__URL": f"http{s}://{at('DEVSTACK_OPA_TLS_PORT' if tls else 'DEVSTACK_OPA_PORT')}",
+        "KFM_LLM__URL": f"http{s}://{at('DEVSTACK_LLM_TLS_PORT' if tls else 'DEVSTACK_LLM_PORT')}",
         "KFM_LLM__API_KEY": c["DEVSTACK_LLM_API_KEY"],
         "KFM_LLM__MODEL": c["DEVSTACK_LLM_MODEL"],
     }
+    if tls:
+        files = state_dir(cfg) / "tls"
+        for service in TLS_SERVICES:
+            env[f"KFM_{service}__CA_FILE"] = str(files / "ca.crt")
+            env[f"KFM_{service}__CLIENT_CERT"] = str(files / "client.crt")
+            env[f"KFM_{service}__CLIENT_KEY"] = str(files / "client.key")
+    return env
+
+
+def state_dir(cfg: Mapping[str, str]) -> Path:
+    """Where a stack keeps its state: ``$DEVSTACK_HOME`` or ``.devstack/`` in the checkout."""
+    return Path(cfg.get("DEVSTACK_HOME") or str(REPO / ".devstack")).expanduser().resolve()
 
 
 class Stack:
@@ -103,8 +124,7 @@ class Stack:
 
     def __init__(self, cfg: dict[str, str]) -> None:
         self.cfg = cfg
-        home = cfg.get("DEVSTACK_HOME") or str(REPO / ".devstack")
-        self.state = Path(home).expanduser().resolve()
+        self.state = state_dir(cfg)
         self.ident = hashlib.sha256(str(self.state).encode()).hexdigest()[:10]
         self.logs = self.state / "logs"
         self.run = self.state / "run"

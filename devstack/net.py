@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -52,10 +53,14 @@ def port_free(port: int) -> bool:
 
 
 def http(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
-         body: bytes | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"devstack only talks to loopback over http: {url}")
+         body: bytes | None = None, timeout: float = 3.0, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """One request to a loopback service: ``http://127.0.0.1:…``, or ``https://127.0.0.1:…`` with ``context``."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
+    if not (url.startswith("http://127.0.0.1:") or (context is not None and url.startswith("https://127.0.0.1:"))):
+        raise ValueError(f"devstack only talks to loopback over http (or https with the stack's CA): {url}")
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     try:
         with opener.open(req, timeout=timeout) as resp:

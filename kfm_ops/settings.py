@@ -20,7 +20,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -31,6 +31,7 @@ from pydantic_settings import (
 
 from kfm_ops.errors import UsageError
 from kfm_ops.redact import register_secrets
+from kfm_ops.tls_settings import TlsSettings, dsn_sslmode, plaintext_scheme
 
 Environment = Literal["dev", "staging", "production"]
 SERVICES = ("postgis", "graph", "search", "cache", "policy", "llm")
@@ -55,10 +56,10 @@ def _check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
     return value
 
 
-class ServiceSettings(BaseModel):
-    """What every service section has: timeouts in seconds."""
+class ServiceSettings(TlsSettings):
+    """What every service section has: timeouts in seconds, and its transport security (:class:`TlsSettings`)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid")
 
     connect_timeout: float = Field(5.0, gt=0, le=300)
     query_timeout: float = Field(30.0, gt=0, le=3600)
@@ -91,6 +92,14 @@ class PostgisSettings(ServiceSettings):
     def _dsn(cls, v: str | None) -> str | None:
         return None if v is None else _check_url(v, ("postgresql", "postgres"), "postgresql://user@host:5432/kfm")
 
+    def plaintext_url(self) -> str:
+        for name, dsn in (("DSN", self.dsn), ("WRITE_DSN", self.write_dsn)):
+            mode = dsn_sslmode(dsn or "")
+            if mode in ("disable", "allow", "prefer"):
+                return f"{{var}}__{name} says sslmode={mode}, which does not verify the server (drop it: the CA " \
+                       "file makes it verify-full)"
+        return ""
+
 
 class GraphSettings(ServiceSettings):
     url: str
@@ -105,6 +114,9 @@ class GraphSettings(ServiceSettings):
     def _url(cls, v: str) -> str:
         return _check_url(v, ("bolt", "neo4j", "bolt+s", "neo4j+s"), "bolt://host:7687")
 
+    def plaintext_url(self) -> str:
+        return plaintext_scheme(self.url, ("bolt", "neo4j"), "bolt+s:// or neo4j+s://")
+
 
 class _HttpSettings(ServiceSettings):
     url: str
@@ -113,6 +125,9 @@ class _HttpSettings(ServiceSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         return _check_url(v, ("http", "https"), "http://host:port").rstrip("/")
+
+    def plaintext_url(self) -> str:
+        return plaintext_scheme(self.url, ("http",), "https://")
 
 
 class SearchSettings(_HttpSettings):
@@ -135,6 +150,9 @@ class CacheSettings(ServiceSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         return _check_url(v, ("redis", "rediss"), "redis://host:6379/0")
+
+    def plaintext_url(self) -> str:
+        return plaintext_scheme(self.url, ("redis",), "rediss://")
 
 
 class PolicySettings(_HttpSettings):
@@ -380,7 +398,10 @@ def _describe(error: Any) -> str:
         return f"{var}: not a kfm-ops setting" + (f" (did you mean {_var((loc[0], close[0]))}?)" if close else "")
     if len(loc) == 1 and str(loc[0]) in _SECTIONS and error["type"] in ("model_type", "dict_type"):
         return f"{var}: {_one_by_one(str(loc[0]))}"
-    return f"{var}: {error['msg'].removeprefix('Value error, ')}{_shown(loc, error.get('input'))}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if "{var}" in msg:  # a section-wide rule (the TLS files) names its own variables, never their values
+        return msg.replace("{var}", var)
+    return f"{var}: {msg}{_shown(loc, error.get('input'))}"
 
 
 def _read_env_file(path: Path) -> None:

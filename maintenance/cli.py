@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kfm_ops import __version__, log
+from kfm_ops import __version__, log, transport
 from kfm_ops.errors import ExitCode, KfmError, UsageError
 from kfm_ops.paths import writable
 from kfm_ops.redact import redact
-from kfm_ops.settings import load_settings
+from kfm_ops.settings import SERVICES, load_settings
 from maintenance.actions import COMMANDS, GROUPS, Command
 from maintenance.gates import Intent
 from maintenance.output import Output
@@ -111,7 +111,8 @@ def _command(args: argparse.Namespace) -> Command:
     return next(c for c in COMMANDS if c.words == words)
 
 
-PATH_SETTINGS = ("KFM_ENV_FILE", "KFM_SECRETS_DIR", "KFM_CONTRACTS_DIR", "KFM_LOG_FILE")
+PATH_SETTINGS = ("KFM_ENV_FILE", "KFM_SECRETS_DIR", "KFM_CONTRACTS_DIR", "KFM_LOG_FILE",
+                 *(f"KFM_{s.upper()}__{f}" for s in SERVICES for f in ("CA_FILE", "CLIENT_CERT", "CLIENT_KEY")))
 
 
 def _anchor_paths() -> None:
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         run_id = log.new_run_id()  # every kfm-maint run is its own run (the ledger key)
         log.configure(run_id=run_id, environment=settings.environment_label, component=f"kfm-maint {args.command}",
                       level=settings.log_level, log_file=settings.log_file)
+        if args.command not in ("check", "smoke"):  # a check run's pytest logs them itself
+            transport.log_waivers(settings)
         if args.command in ("check", "smoke"):
             from maintenance.checks import SMOKE_SUITE, run_checks
 

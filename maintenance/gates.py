@@ -24,6 +24,7 @@ from typing import Any
 from kfm_ops import log
 from kfm_ops.errors import ActionFailed, ActionRefused, KfmError, LockHeld
 from kfm_ops.redact import redact, redact_obj
+from kfm_ops.settings import SERVICES
 from kfm_ops.stores.postgis import PostgisStore
 
 CONFIRM_WORD = "PRODUCTION"
@@ -79,6 +80,12 @@ def check_intent(intent: Intent, *, settings_environment: str, database_marker: 
         raise ActionRefused(f"--confirm {intent.confirm!r} is not the confirmation word",
                             hint=f"the word is {CONFIRM_WORD}, and only for --environment production")
     return target
+
+
+def services_of(stores: tuple[str, ...] | list[str]) -> list[str]:
+    """The services an action connects to: PostgreSQL (control connection, ledger, locks), then those of the
+    stores it locks or checks (lock names that are not services — canonical, auth — live in PostgreSQL)."""
+    return ["postgis", *sorted({s for s in stores if s in SERVICES and s != "postgis"})]
 
 
 def application_name(run_id: str, action: str) -> str:

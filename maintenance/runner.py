@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kfm_ops import identity, log
+from kfm_ops import identity, log, transport
 from kfm_ops.checkrun import verify_report
 from kfm_ops.errors import ActionFailed, ActionRefused, ExitCode, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
@@ -109,6 +109,13 @@ def _step(report: Report, action: str, step: str) -> Callable[..., None]:
 def _run(action: Action[Any], inv: Invocation, hub: ServiceHub, report: Report) -> ExitCode:
     logger = log.get_logger(action=action.name)
     started = time.monotonic()
+    # before anything connects: no credential leaves over a transport the environment does not allow
+    used = gates.services_of((*action.stores, *action.derived))
+    transport.require_secure(inv.settings, used)
+    waived = transport.waived(inv.settings, used)
+    for waiver in waived:
+        inv.out.warn(transport.waiver_line(waiver))
+    report.kfm["insecure_transport_allowed"] = [str(w) for w in waived]
     control = hub.postgis(write=not inv.intent.dry_run)
     environment = inv.settings.environment
     assert environment is not None  # the CLI refuses actions without KFM_ENVIRONMENT

@@ -33,8 +33,8 @@ CONNECT, QUERY = "2", "4"
 
 # service → (upstream, settings pointing at the proxy port, the action that needs it most)
 SERVICES: dict[str, tuple[str, dict[str, str], list[str] | None]] = {
-    "postgis": ("127.0.0.1:5432", {"KFM_POSTGIS__DSN": "postgresql://kfm_reader@127.0.0.1:{port}/kfm",
-                                   "KFM_POSTGIS__WRITE_DSN": "postgresql://kfm_owner@127.0.0.1:{port}/kfm"},
+    "postgis": ("127.0.0.1:5432", {"KFM_POSTGIS__DSN": "postgresql://kfm_reader@127.0.0.1:{port}/kfm?sslmode=disable",
+                                   "KFM_POSTGIS__WRITE_DSN": "postgresql://kfm_owner@127.0.0.1:{port}/kfm?sslmode=disable"},
                 ["cache", "rebuild"]),
     "graph": ("127.0.0.1:7687", {"KFM_GRAPH__URL": "bolt://127.0.0.1:{port}"}, ["reindex", "--targets", "graph"]),
     "search": ("127.0.0.1:9200", {"KFM_SEARCH__URL": "http://127.0.0.1:{port}"}, ["reindex", "--targets", "search"]),

@@ -1,4 +1,4 @@
-"""The nine services of the stack, in start order, and how to pick some of them by name."""
+"""The ten services of the stack, in start order, and how to pick some of them by name."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ from devstack.services.opensearch import OpenSearch
 from devstack.services.postgis import PostGIS
 from devstack.services.prometheus import Prometheus, Pushgateway
 from devstack.services.redis import Redis
+from devstack.services.stunnel import Stunnel
 from devstack.services.toxiproxy import Toxiproxy
 
 SERVICE_CLASSES: list[type[Service]] = [PostGIS, OpenSearch, Neo4j, Redis, OPA, LLM, Toxiproxy, Prometheus,
-                                        Pushgateway]
+                                        Pushgateway, Stunnel]
 ALIASES = {"postgres": "postgis", "postgresql": "postgis", "pg": "postgis", "search": "opensearch",
            "graph": "neo4j", "cache": "redis", "policy": "opa", "toxi": "toxiproxy", "prom": "prometheus",
-           "metrics": "prometheus", "pgw": "pushgateway"}
+           "metrics": "prometheus", "pgw": "pushgateway", "tls": "stunnel"}
 
 __all__ = ["ALIASES", "LLM", "OPA", "SERVICE_CLASSES", "Neo4j", "OpenSearch", "PostGIS", "Prometheus",
-           "Pushgateway", "Redis", "Service", "Toxiproxy", "services"]
+           "Pushgateway", "Redis", "Service", "Stunnel", "Toxiproxy", "services"]
 
 
 def services(st: Stack, names: list[str] | None = None) -> list[Service]:

@@ -19,6 +19,7 @@ class Service:
     title = ""
     pinned = ""
     port_keys: tuple[str, ...] = ()
+    tls_port_keys: tuple[str, ...] = ()  # extra listeners for TLS (the docker compose route has none)
     steps: tuple[str, ...] = ()
     timeout = 60.0
     stop_signal = signal.SIGTERM
@@ -31,7 +32,7 @@ class Service:
 
     # ---- configuration
     def ports(self) -> list[tuple[str, int]]:
-        return [(k, self.st.port(k)) for k in self.port_keys]
+        return [(k, self.st.port(k)) for k in (*self.port_keys, *self.tls_port_keys)]
 
     @property
     def port(self) -> int:

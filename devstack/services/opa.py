@@ -13,6 +13,7 @@ from devstack.net import http
 from devstack.pins import OPA_VERSION
 from devstack.sensitive import redact
 from devstack.services.base import Service
+from devstack.tls import TlsFiles, client_context, ensure_certs, tls_dir
 
 
 class OPA(Service):
@@ -20,7 +21,8 @@ class OPA(Service):
     title = "Open Policy Agent"
     pinned = OPA_VERSION.lstrip("v")
     port_keys = ("DEVSTACK_OPA_PORT",)
-    steps = ("go-opa",)
+    tls_port_keys = ("DEVSTACK_OPA_TLS_PORT",)
+    steps = ("go-opa", "apt-openssl")
     timeout = 30.0
     stop_timeout = 10.0
 
@@ -35,9 +37,19 @@ class OPA(Service):
             raise StackError(f"opa: the policy bundle directory {b} does not exist (set DEVSTACK_OPA_BUNDLE "
                              f"to another bundle directory). Log file: {self.log}")
 
+    def prepare(self) -> None:
+        ensure_certs(self.st)
+
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         self.dir.mkdir(parents=True, exist_ok=True)
-        argv = [str(locate("opa", self.st.bin)), "run", "--server", "--addr", f"127.0.0.1:{self.port}",
+        files = TlsFiles(tls_dir(self.st))
+        tls_port = self.st.port("DEVSTACK_OPA_TLS_PORT")
+        # one server, two listeners: plaintext, and TLS that requires a client certificate from the stack's CA
+        # (--authentication=tls; no authorization policy, as on the plaintext listener)
+        argv = [str(locate("opa", self.st.bin)), "run", "--server", "--addr", f"http://127.0.0.1:{self.port}",
+                "--addr", f"https://127.0.0.1:{tls_port}", "--tls-cert-file", str(files.server_cert),
+                "--tls-private-key-file", str(files.server_key), "--tls-ca-cert-file", str(files.ca),
+                "--authentication=tls", "--min-tls-version=1.2",
                 "--bundle", str(self.bundle()), "--watch", "--log-level", "info", "--disable-telemetry"]
         return argv, self.base_env(HOME=str(self.dir)), self.dir
 
@@ -46,6 +58,15 @@ class OPA(Service):
         if code != 200:
             shown = redact(body.decode("utf-8", "replace"), self.st.cfg)[:200]  # masked before it is cut
             raise ProbeError(f"GET /health?bundles=true answered HTTP {code}: {shown!r}")
+        tls_port = self.st.port("DEVSTACK_OPA_TLS_PORT")
+        try:
+            code, body = http(f"https://127.0.0.1:{tls_port}/health?bundles=true",
+                              context=client_context(TlsFiles(tls_dir(self.st))))
+        except OSError as e:
+            raise ProbeError(f"TLS port {tls_port}: {e}") from None
+        if code != 200:
+            shown = redact(body.decode("utf-8", "replace"), self.st.cfg)[:200]
+            raise ProbeError(f"GET https://…:{tls_port}/health?bundles=true answered HTTP {code}: {shown!r}")
         return self.version_hint()
 
     def version_hint(self) -> str:

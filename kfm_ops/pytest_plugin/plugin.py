@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kfm_ops import log
+from kfm_ops import log, transport
 from kfm_ops.baseline import load as load_baseline
 from kfm_ops.errors import KfmError
 from kfm_ops.hub import ServiceHub
@@ -118,6 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SCHEDULED_KEY] = scheduled
     _SESSION_SCHEDULED[:] = [scheduled]
     config.pluginmanager.register(scheduled, "kfm-ops-scheduled")
+    transport.log_waivers(settings)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -150,6 +151,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS_KEY]
     hub = config.stash[HUB_KEY]
     lines = [f"kfm-ops: environment={settings.environment} run_id={config.stash[RUN_ID_KEY]}"]
+    lines += [f"  WARNING {transport.waiver_line(t)}" for t in transport.waived(settings)]  # no probe needed
     if config.getoption("collectonly"):
         return [*lines, "  services: not probed (--collect-only)"]
     lines += ["  " + line for line in hub.status_lines()]
@@ -211,7 +213,8 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
     json_report.update(redacted)
     hub = _SESSION_HUB[0] if _SESSION_HUB else None
     json_report["kfm"] = {"run_id": os.environ.get("KFM_RUN_ID"), "command": "check",
-                          "unreachable": hub.unavailable() if hub else []}
+                          "unreachable": hub.unavailable() if hub else [],
+                          "insecure_transport_allowed": [str(t) for t in transport.waived(hub.settings)] if hub else []}
     if hub is not None and _SESSION_SCHEDULED:
         json_report["kfm"].update(environment=hub.settings.environment, services=hub.status(warm=False),
                                   baseline=_SESSION_SCHEDULED[0].baseline_summary())

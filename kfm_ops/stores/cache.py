@@ -78,8 +78,16 @@ class CacheStore(Store[CacheSettings]):
                              hint="set the cache owner credentials")
         username = section.write_username if write else section.username
         secret = section.write_password if write else section.password
+        tls: dict[str, Any] = {}
+        if section.url.startswith("rediss:"):
+            # verified, host name checked (options in the URL's query win: transport.py classes them)
+            tls = {"ssl_cert_reqs": "required", "ssl_check_hostname": True,
+                   "ssl_ca_certs": str(section.ca_file) if section.ca_file else None,
+                   "ssl_certfile": str(section.client_cert) if section.client_cert else None,
+                   "ssl_keyfile": str(section.client_key) if section.client_key else None}
         self.client = cast(_Redis, _Redis.from_url(
             section.url,
+            **tls,
             username=username,
             password=secret.get_secret_value() if secret else None,
             socket_connect_timeout=section.connect_timeout,

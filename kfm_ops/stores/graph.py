@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import neo4j
 
+from kfm_ops import transport
 from kfm_ops.buckets import Digests
 from kfm_ops.identity import Identity
 from kfm_ops.settings import GraphSettings
@@ -73,11 +74,19 @@ class GraphStore(Store[GraphSettings]):
         super().__init__(section, write=write)
         self.database = section.database
         self.timeout = section.query_timeout
+        url, tls = section.url, dict[str, Any]()
+        scheme, rest = url.split("://", 1)
+        if scheme.endswith("+s") and transport.customised(section):
+            # a CA or client certificate of our own: the driver takes them as an SSL context, and only on the
+            # bolt:// / neo4j:// schemes (encrypted, verified: the context checks the chain and the host name)
+            url = f"{scheme.removesuffix('+s')}://{rest}"
+            tls = {"encrypted": True, "ssl_context": transport.ssl_context(section)}
         with self.errors():
             username, secret = ((section.write_username, section.write_password)
                                 if write and section.write_username else (section.username, section.password))
             self.driver = neo4j.GraphDatabase.driver(
-                section.url,
+                url,
+                **tls,
                 auth=(username, secret.get_secret_value() if secret else ""),
                 connection_timeout=section.connect_timeout,
                 connection_acquisition_timeout=section.connect_timeout + section.query_timeout,

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from kfm_ops import transport
 from kfm_ops.settings import LlmSettings
 from kfm_ops.stores.base import Store
 
@@ -76,7 +77,8 @@ class LlmStore(Store[LlmSettings]):
         self._api = FLAVOURS[section.flavour]
         headers = {"Authorization": f"Bearer {section.api_key.get_secret_value()}"} if section.api_key else {}
         self.http = httpx.Client(base_url=section.url, headers=headers,
-                                 timeout=httpx.Timeout(section.query_timeout, connect=section.connect_timeout))
+                                 timeout=httpx.Timeout(section.query_timeout, connect=section.connect_timeout),
+                                 verify=transport.ssl_context(section) if transport.customised(section) else True)
 
     def where(self, thing: str = "") -> str:
         return f"{self.label} {self.address} ({self.flavour} API)" + (f" {thing}" if thing else "")

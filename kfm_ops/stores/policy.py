@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from kfm_ops import transport
 from kfm_ops.errors import ContractViolation
 from kfm_ops.settings import PolicySettings
 from kfm_ops.stores.base import Store
@@ -22,7 +23,8 @@ class PolicyStore(Store[PolicySettings]):
         headers = {"Authorization": f"Bearer {section.token.get_secret_value()}"} if section.token else {}
         self.base_url = section.url
         self.http = httpx.Client(base_url=section.url, headers=headers,
-                                 timeout=httpx.Timeout(section.query_timeout, connect=section.connect_timeout))
+                                 timeout=httpx.Timeout(section.query_timeout, connect=section.connect_timeout),
+                                 verify=transport.ssl_context(section) if transport.customised(section) else True)
 
     def health(self, *, bundles: bool = False) -> int:
         """The status of ``GET /health`` (``?bundles=true``: 200 only once every bundle is activated)."""

@@ -8,24 +8,39 @@ timeout. What "published" means is written once, in the harness's own schema: th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
+import ssl
+import struct
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import RowFactory, dict_row, tuple_row
 
+from kfm_ops import transport
 from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL, Digests
 from kfm_ops.errors import UsageError
 from kfm_ops.identity import Identity
 from kfm_ops.settings import PostgisSettings
 from kfm_ops.stores.base import Store
+from kfm_ops.tls_settings import dsn_sslmode
+
+TLS_MODES = ("require", "verify-ca", "verify-full")
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+"""PostgreSQL's SSLRequest message: the server answers one byte, ``S`` (TLS follows) or ``N``."""
+
+
+class TlsNotOffered(ssl.SSLError):
+    """The server answered ``N`` to the SSLRequest: it does not speak TLS (a TLS error, by its type)."""
+
 
 PUBLISHED_ITEMS = "kfm_ops.published_items"
 """The view of published items (an item of a dataset whose status is 'published')."""
@@ -68,10 +83,19 @@ class PostgisStore(Store[PostgisSettings]):
             options = f"-c statement_timeout=0 -c lock_timeout={timeout_ms}"
         else:
             options = f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on"
+        self.sslmode = transport.postgis_sslmode(section, self.dsn)
+        tls: dict[str, Any] = {}
+        if section.ca_file:
+            tls["sslrootcert"] = str(section.ca_file)
+        if section.client_cert and section.client_key:
+            tls.update(sslcert=str(section.client_cert), sslkey=str(section.client_key))
+        if transport.customised(section) and not dsn_sslmode(self.dsn):
+            tls["sslmode"] = "verify-full"  # TLS settings mean TLS, verified: never libpq's silent "prefer"
         with self.errors():
             self._reachable()
             self.conn: psycopg.Connection[Any] = psycopg.connect(
                 self.dsn,
+                **tls,
                 password=secret.get_secret_value() if secret else None,
                 connect_timeout=max(2, math.ceil(section.connect_timeout)),
                 options=options,
@@ -88,11 +112,43 @@ class PostgisStore(Store[PostgisSettings]):
         return f"{parts.hostname or '?'}:{parts.port}" if parts.port else (parts.hostname or "?")
 
     def _reachable(self) -> None:
-        """A plain TCP connect first: libpq reports every failure as one error type, the socket by its own."""
+        """A plain TCP connect first: libpq reports every failure as one error type, the socket by its own.
+
+        When the sslmode asks for TLS, the TLS handshake too, as libpq will do it (PostgreSQL's SSLRequest,
+        then the same CA, host name check and client certificate): a certificate the server presents that
+        does not verify raises :class:`ssl.SSLCertVerificationError` here, a server without TLS
+        :class:`TlsNotOffered` — faults told by their type, which libpq's one error type cannot.
+        """
         parts = urlsplit(self.dsn)
-        if parts.hostname and not parts.hostname.startswith("/"):
-            socket.create_connection((parts.hostname, parts.port or 5432),
-                                     timeout=self.section.connect_timeout).close()
+        if not parts.hostname or parts.hostname.startswith("/"):
+            return
+        with socket.create_connection((parts.hostname, parts.port or 5432), timeout=self.section.connect_timeout) as s:
+            if self.sslmode in TLS_MODES:
+                self._handshake(s, parts.hostname)
+
+    def _handshake(self, sock: socket.socket, host: str) -> None:
+        sock.sendall(SSL_REQUEST)
+        if sock.recv(1) != b"S":
+            raise TlsNotOffered(f"the server does not offer TLS, and sslmode={self.sslmode} requires it")
+        with self._preflight_context().wrap_socket(sock, server_hostname=host) as tls, \
+                contextlib.suppress(OSError):
+            tls.unwrap()  # a clean close_notify: the server ends the attempt without logging an error
+
+    def _preflight_context(self) -> ssl.SSLContext:
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(self.dsn).query).items()}
+        section = self.section
+        if self.sslmode == "require":
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        else:
+            root = str(section.ca_file or query.get("sslrootcert") or Path("~/.postgresql/root.crt").expanduser())
+            context = ssl.create_default_context(cafile=root if root != "system" and Path(root).is_file() else None)
+            context.check_hostname = self.sslmode == "verify-full"
+        cert = section.client_cert or query.get("sslcert")
+        key = section.client_key or query.get("sslkey")
+        if cert and key:
+            context.load_cert_chain(str(cert), str(key))
+        return context
 
     # --- queries
     def execute(self, query: str, params: Any = None) -> psycopg.Cursor[Any]:

@@ -17,8 +17,9 @@ from devstack.services import SERVICE_CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "devstack" / "stack"
-SERVICES = ["postgis", "opensearch", "neo4j", "redis", "opa", "llm", "toxiproxy", "prometheus", "pushgateway"]
-PORT_KEYS = [key for cls in SERVICE_CLASSES for key in cls.port_keys]
+SERVICES = ["postgis", "opensearch", "neo4j", "redis", "opa", "llm", "toxiproxy", "prometheus", "pushgateway",
+            "stunnel"]
+PORT_KEYS = [key for cls in SERVICE_CLASSES for key in (*cls.port_keys, *cls.tls_port_keys)]
 OPENSEARCH_MAX_PORT = 9299  # the runner binds HTTP ports up to this one
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from devstack.config import defaults, harness_env, parse_env_file
 from devstack.services import SERVICE_CLASSES
-from tests.devstack.conftest import REPO, SERVICES
+from tests.devstack.conftest import REPO
 
 VAR = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)(?::?(?P<op>[-?])(?P<arg>[^}]*))?\}")
 
@@ -68,6 +68,8 @@ OTHER_STACK = {
     "DEVSTACK_NEO4J_PASSWORD": "other graph pw", "DEVSTACK_REDIS_PASSWORD": "other-cache-pw",
     "DEVSTACK_REDIS_READER": "other_cache_reader", "DEVSTACK_REDIS_READER_PASSWORD": "other-cache-reader-pw",
     "DEVSTACK_LLM_API_KEY": "other-llm-key", "DEVSTACK_LLM_MODEL": "other-model",
+    "DEVSTACK_REDIS_TLS_PORT": "16390", "DEVSTACK_OPA_TLS_PORT": "18182", "DEVSTACK_OPENSEARCH_TLS_PORT": "19443",
+    "DEVSTACK_LLM_TLS_PORT": "18012",
 }
 
 
@@ -90,7 +92,7 @@ def refs(node: object) -> list[re.Match[str]]:
 
 
 def test_compose_has_every_service_with_healthchecks_and_volumes(compose: dict) -> None:
-    assert sorted(compose["services"]) == sorted(SERVICES)
+    assert sorted(compose["services"]) == sorted(PUBLISHED)  # the TLS terminator is devstack's only
     for name, svc in compose["services"].items():
         assert "image" in svc, name
         assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
@@ -100,7 +102,7 @@ def test_compose_has_every_service_with_healthchecks_and_volumes(compose: dict) 
         assert named and all(n in compose["volumes"] for n in named), name
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", sorted(PUBLISHED))
 def test_published_ports_match_env_example(compose: dict, env_example: dict[str, str], service: str) -> None:
     published: dict[int, str] = {}
     for spec in compose["services"][service]["ports"]:
@@ -138,8 +140,11 @@ def test_credentials_come_from_the_environment(compose: dict, env_example: dict[
 
 
 def test_devstack_uses_the_same_port_variables(env_example: dict[str, str]) -> None:
-    keys = {cls.name: set(cls.port_keys) for cls in SERVICE_CLASSES}
+    keys = {cls.name: set(cls.port_keys) for cls in SERVICE_CLASSES if cls.name in PUBLISHED}
     assert keys == {name: set(ports.values()) for name, ports in PUBLISHED.items()}
+    # the TLS endpoints are devstack's only (compose publishes none): extra listeners, and the terminator
+    assert {cls.name for cls in SERVICE_CLASSES} - set(PUBLISHED) == {"stunnel"}
+    assert all(k in env_example for cls in SERVICE_CLASSES for k in cls.tls_port_keys)
 
 
 def test_env_example_is_the_one_source_of_the_devstack_defaults(env_example: dict[str, str]) -> None:
@@ -230,7 +235,7 @@ SECRET_HANDOFF = re.compile(r"""(?:^|[\s;&|(])[A-Z_][A-Z0-9_]*="\$\$\{?\w+\}?"(?
                             r"""|printf '[^']*' "\$\$\{?\w+\}?" \|""")
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", sorted(PUBLISHED))
 def test_no_credential_on_a_command_line(compose: dict, service: str) -> None:
     svc = compose["services"][service]
     for key in ("command", "entrypoint"):

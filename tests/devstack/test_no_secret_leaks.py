@@ -31,7 +31,7 @@ from devstack.services.llm import LLM
 from devstack.services.neo4j import Neo4j, picocli_arg_file
 from devstack.services.postgis import BOOTSTRAP_VARS, PostGIS
 from devstack.services.redis import resp_command
-from tests.devstack.conftest import REPO, run_stack
+from tests.devstack.conftest import PORT_KEYS, REPO, run_stack
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 SECRET_KEYS = ("DEVSTACK_PG_OWNER_PASSWORD", "DEVSTACK_PG_READER_PASSWORD", "DEVSTACK_NEO4J_PASSWORD",
@@ -276,5 +276,5 @@ def test_no_secret_on_a_command_line_or_in_a_log(scratch_stack: dict[str, str]) 
 def test_the_scratch_ports_are_not_the_shared_stack(scratch_stack: dict[str, str]) -> None:
     shared = {v for k, v in load_config().items() if k.endswith("_PORT")}
     mine = {v for k, v in scratch_stack.items() if k.endswith("_PORT")}
-    assert len(mine) == 10 and not (mine & shared)
+    assert len(mine) == len(PORT_KEYS) and not (mine & shared)
     assert Path(scratch_stack["DEVSTACK_HOME"]) != REPO / ".devstack"

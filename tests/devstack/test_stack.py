@@ -35,6 +35,7 @@ EXPECTED_VERSION = {
     "toxiproxy": r"^2\.12\.0$",
     "prometheus": r"^2\.42\.",
     "pushgateway": r"^1\.5\.",
+    "stunnel": r"^5\.\d+$",
 }
 
 

@@ -31,10 +31,16 @@ class SearchStore(Store[SearchSettings]):
         username, secret = ((section.write_username, section.write_password)
                             if write and section.write_username else (section.username, section.password))
         auth = (username, secret.get_secret_value()) if username and secret else None
+        tls = {}
+        if section.ca_file:
+            tls["ca_certs"] = str(section.ca_file)
+        if section.client_cert and section.client_key:
+            tls.update(client_cert=str(section.client_cert), client_key=str(section.client_key))
         self.client = OpenSearch(
             hosts=[section.url],
             http_auth=auth,
             verify_certs=section.verify_certs,
+            **tls,
             timeout=section.query_timeout,
             # Writers retry what OpenSearch says is temporary: 429 (bulk queue full) and 502/503/504.
             max_retries=3 if write else 0,
