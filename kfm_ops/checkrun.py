@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kfm_ops.errors import ActionFailed, UsageError
+from kfm_ops.paths import BASE_DIR
 
 
 @dataclass
@@ -68,7 +69,8 @@ def run_pytest(args: list[str], *, env: dict[str, str] | None = None, inherit_en
         cmd = [*python, "-m", "pytest", *args, "--json-report", f"--json-report-file={report}"]
         base = dict(os.environ) if inherit_env else {}
         if isolated:
-            base = {k: v for k, v in base.items() if k not in ISOLATION_DROPS}
+            # relative paths in the settings still mean the caller's directory (kfm_ops.paths)
+            base = {BASE_DIR: os.getcwd(), **{k: v for k, v in base.items() if k not in ISOLATION_DROPS}}
             cwd = Path(tmp)
         proc = subprocess.run(cmd, cwd=cwd, env={**base, **(env or {})}, capture_output=capture, text=True,
                               timeout=timeout, check=False)

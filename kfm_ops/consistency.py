@@ -123,11 +123,17 @@ def classify(differences: list[tuple[str, str]], postgis: PostgisStore, side: De
         dataset_times = postgis.dataset_times(sorted(set(owners.values())))
         times.update({i: dataset_times[d] for i, d in owners.items() if d in dataset_times})
     for kind, item_id in differences:
-        changed = times.get(item_id)
-        not_due = (watermark is not None and changed is not None and changed > watermark - margin
-                   and now - changed <= max_lag)
-        (lag.pending if not_due else lag.due)[kind].append(item_id)
+        (lag.pending if pending(times.get(item_id), watermark=watermark, now=now, max_lag=max_lag, margin=margin)
+         else lag.due)[kind].append(item_id)
     return lag
+
+
+def pending(changed: datetime | None, *, watermark: datetime | None, now: datetime, max_lag: timedelta,
+            margin: timedelta) -> bool:
+    """Whether a difference dated ``changed`` is not yet due: newer than the watermark (less the margin for
+    transactions in flight at sync time) and younger than the freshness SLA. Undatable, or never synced: due."""
+    return (watermark is not None and changed is not None and changed > watermark - margin
+            and now - changed <= max_lag)
 
 
 def search_matches(postgis: PostgisStore, search: SearchStore, index: str, *, store: str,

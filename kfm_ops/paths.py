@@ -1,4 +1,8 @@
-"""Output paths (the log file, report files, a generated password's file), checked before any work.
+"""Paths in settings and options: where a relative one points, and whether an output can be written.
+
+A relative path in the settings means the operator's directory, ``KFM_BASE_DIR`` — set by
+:func:`kfm_ops.checkrun.run_pytest` for the check runs it starts elsewhere (isolated), the
+current directory otherwise.
 
 A run that cannot write its report or its log must say so before it connects anywhere,
 not after an action has changed something: a bad path is a usage error naming the option.
@@ -11,6 +15,15 @@ import tempfile
 from pathlib import Path
 
 from kfm_ops.errors import UsageError
+
+BASE_DIR = "KFM_BASE_DIR"
+
+
+def anchored(path: str | Path) -> Path:
+    """``path`` as the operator meant it: ``~`` expanded, a relative one under ``KFM_BASE_DIR`` if set."""
+    target = Path(path).expanduser()
+    base = os.environ.get(BASE_DIR)
+    return target if target.is_absolute() or not base else Path(base) / target
 
 
 def writable(path: str | Path, option: str, *, make_parents: bool = False) -> Path:

@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from kfm_ops.errors import UsageError
+from kfm_ops.paths import anchored
 from kfm_ops.redact import register_secrets
 from kfm_ops.tls_settings import TlsSettings, dsn_sslmode, plaintext_scheme
 
@@ -189,6 +190,11 @@ class CheckSettings(BaseModel):
     first_n: int = Field(10, ge=1, le=1000)
     baseline_file: Path | None = None  # known failures (TOML): reported as known until their expiry
 
+    @field_validator("baseline_file")
+    @classmethod
+    def _anchored(cls, v: Path | None) -> Path | None:
+        return anchored(v) if v is not None else None
+
 
 class MetricsSettings(BaseModel):
     """Prometheus output of check runs and actions (the textfile is a command-line option)."""
@@ -323,7 +329,7 @@ class Settings(BaseSettings):
             init_settings,
             env_settings,
             dotenv_settings,
-            _SecretsDirSource(settings_cls, Path(secrets_dir) if secrets_dir else None),
+            _SecretsDirSource(settings_cls, anchored(secrets_dir) if secrets_dir else None),
         )
 
     @field_validator("log_file", mode="before")
@@ -331,9 +337,14 @@ class Settings(BaseSettings):
     def _log_file(cls, v: Any) -> Any:
         if isinstance(v, str) and not v.strip():
             raise ValueError("is empty; name a file, or unset it to log to stderr")
-        if v is not None and Path(v).is_dir():
+        if v is not None and anchored(v).is_dir():
             raise ValueError("is a folder; name a file in it")
         return v
+
+    @field_validator("contracts_dir", "log_file")
+    @classmethod
+    def _anchored(cls, v: Path | None) -> Path | None:
+        return anchored(v) if v is not None else None
 
     def section(self, service: str) -> ServiceSettings | None:
         if service not in SERVICES:
@@ -425,15 +436,15 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     if env_file is not None and not str(env_file).strip():
         raise UsageError("the settings file name (KFM_ENV_FILE / --env-file) is empty",
                          hint="name a file, or leave it out to read .env")
-    env_file = env_file or ".env"
-    if Path(env_file).is_file():
-        _read_env_file(Path(env_file))
-    elif env_file != ".env" or Path(env_file).exists():
-        what = "is not a regular file" if Path(env_file).exists() else "does not exist"
-        raise UsageError(f"settings file {str(env_file)!r} {what}",
-                         hint="fix KFM_ENV_FILE / --env-file / --kfm-env-file")
+    named = str(env_file or ".env")
+    env_file = anchored(named)
+    if env_file.is_file():
+        _read_env_file(env_file)
+    elif named != ".env" or env_file.exists():
+        what = "is not a regular file" if env_file.exists() else "does not exist"
+        raise UsageError(f"settings file {named!r} {what}", hint="fix KFM_ENV_FILE / --env-file / --kfm-env-file")
     secrets_dir = os.environ.get("KFM_SECRETS_DIR")
-    if secrets_dir is not None and not (secrets_dir.strip() and Path(secrets_dir).is_dir()):
+    if secrets_dir is not None and not (secrets_dir.strip() and anchored(secrets_dir).is_dir()):
         raise UsageError(f"KFM_SECRETS_DIR {secrets_dir!r} is not a folder",
                          hint="point it at the folder of KFM_* secret files, or unset it")
     try:

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, field_validator, model_validator
 
+from kfm_ops.paths import anchored
+
 
 def plaintext_scheme(url: str, plaintext: tuple[str, ...], tls: str) -> str:
     scheme = urlsplit(url).scheme
@@ -50,7 +52,7 @@ class TlsSettings(BaseModel):
     def _readable(cls, v: Path | None) -> Path | None:
         if v is None:
             return None
-        path = v.expanduser()
+        path = anchored(v)
         if not path.is_file() or not os.access(path, os.R_OK):
             raise ValueError("the file does not exist or is not readable")
         return path

@@ -21,7 +21,7 @@ from kfm_ops import __version__, log, transport
 from kfm_ops.errors import ExitCode, KfmError, UsageError
 from kfm_ops.paths import writable
 from kfm_ops.redact import redact
-from kfm_ops.settings import SERVICES, load_settings
+from kfm_ops.settings import load_settings
 from maintenance.actions import COMMANDS, GROUPS, Command
 from maintenance.gates import Intent
 from maintenance.output import Output
@@ -111,21 +111,6 @@ def _command(args: argparse.Namespace) -> Command:
     return next(c for c in COMMANDS if c.words == words)
 
 
-PATH_SETTINGS = ("KFM_ENV_FILE", "KFM_SECRETS_DIR", "KFM_CONTRACTS_DIR", "KFM_LOG_FILE",
-                 *(f"KFM_{s.upper()}__{f}" for s in SERVICES for f in ("CA_FILE", "CLIENT_CERT", "CLIENT_KEY")))
-
-
-def _anchor_paths() -> None:
-    """Relative paths in settings mean the operator's directory: make them absolute for the check runs,
-    which start elsewhere (checkrun's isolation). A ``.env`` here is the default settings file."""
-    if "KFM_ENV_FILE" not in os.environ and Path(".env").is_file():
-        os.environ["KFM_ENV_FILE"] = ".env"
-    for name in PATH_SETTINGS:
-        value = os.environ.get(name)
-        if value and not Path(value).is_absolute():
-            os.environ[name] = str(Path(value).resolve())
-
-
 def main(argv: list[str] | None = None) -> int:
     out = Output(json_mode="--json" in (argv if argv is not None else sys.argv[1:]))
     try:
@@ -138,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
             writable(opts["json_report_file"], "--json-report-file")
         if opts["env_file"] is not None:  # given empty, it is a usage error (load_settings says so)
             os.environ["KFM_ENV_FILE"] = opts["env_file"]
-        _anchor_paths()
         settings = load_settings(os.environ.get("KFM_ENV_FILE"))
         run_id = log.new_run_id()  # every kfm-maint run is its own run (the ledger key)
         log.configure(run_id=run_id, environment=settings.environment_label, component=f"kfm-maint {args.command}",

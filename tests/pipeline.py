@@ -46,11 +46,11 @@ class Pipeline(threading.Thread):
         self.retire = retire
         self.rng = random.Random(seed)
         self.written = Written()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._serial = 0
 
     def stop(self) -> Written:
-        self._stop.set()
+        self._halt.set()
         self.join(60)
         return self.written
 
@@ -61,7 +61,7 @@ class Pipeline(threading.Thread):
                                                     "ORDER BY id")]
             started = time.monotonic()
             n = 0
-            while not self._stop.is_set() and time.monotonic() - started < self.seconds:
+            while not self._halt.is_set() and time.monotonic() - started < self.seconds:
                 if self.retire and n == int(self.rate * self.seconds / 2):
                     self._retire(conn, self.retire)
                 try:
@@ -69,7 +69,7 @@ class Pipeline(threading.Thread):
                 except psycopg.Error as exc:  # a row another write just removed: the load goes on
                     self.written.errors.append(str(exc)[:200])
                 n += 1
-                self._stop.wait(max(0.0, started + n / self.rate - time.monotonic()))
+                self._halt.wait(max(0.0, started + n / self.rate - time.monotonic()))
 
     def _one(self, conn: psycopg.Connection, datasets: list[str]) -> None:
         kind = self.rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]

@@ -75,7 +75,8 @@ def _write_results() -> Any:
 def stores(owner_pg: Any, search_writer: Any, graph_writer: Any, cache_writer: Any) -> Any:
     def take() -> dict[str, Any]:
         found = fingerprint.everything(owner_pg, search_writer, graph_writer, cache_writer)
-        for table in ("kfm_ops.audit_ledger", "kfm_ops.sync_watermarks"):  # the runs' own bookkeeping
+        # the runs' own bookkeeping: the ledger, the watermarks, the check history
+        for table in ("kfm_ops.audit_ledger", "kfm_ops.sync_watermarks", "kfm_ops.check_runs", "kfm_ops.check_results"):
             found["postgis"].pop(table, None)
         return found
     return take

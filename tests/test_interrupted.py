@@ -159,7 +159,8 @@ def _ledger_open(owner_pg: Any, action: str) -> int:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_graph_sync_interrupted_mid_upsert_reports_exact_staleness_then_converges(
         sig: signal.Signals, graph_writer: Any, owner_pg: Any) -> None:
-    graph_writer.run("MATCH (i:Item) SET i.content_hash = 'stale'")
+    # stale as an old sync leaves a node: its content hash and its fingerprint both not the canonical item's
+    graph_writer.run("MATCH (i:Item) SET i.content_hash = 'stale', i.sync_h1 = 0")
     stale = lambda: graph_writer.run("MATCH (i:Item {content_hash: 'stale'}) RETURN count(*) AS n")[0]["n"]  # noqa: E731
     total = stale()
     with toxiproxy.proxy("graph-kill", "127.0.0.1:7687") as p:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
+from psycopg import pq
 from psycopg import sql as pgsql
 from psycopg.rows import RowFactory, dict_row, tuple_row
 
@@ -180,7 +181,10 @@ class PostgisStore(Store[PostgisSettings]):
                row_factory: RowFactory[Any] | None = None) -> Iterator[Any]:
         """Rows of ``query`` through a server-side cursor, ``batch`` at a time: memory flat at any size."""
         name = f"kfm_stream_{uuid.uuid4().hex[:8]}"
-        with self.errors(), self.conn.transaction(), \
+        # Inside a snapshot the cursor lives in its transaction. A savepoint of our own there would be
+        # unwound out of order when an error leaves this generator suspended while the snapshot ends.
+        in_transaction = self.conn.info.transaction_status != pq.TransactionStatus.IDLE
+        with self.errors(), contextlib.nullcontext() if in_transaction else self.conn.transaction(), \
                 self.conn.cursor(name=name, row_factory=row_factory or tuple_row) as cur:
             cur.itersize = batch
             cur.execute(query, params)
