@@ -69,9 +69,10 @@ def run_pytest(args: list[str], *, env: dict[str, str] | None = None, inherit_en
         cmd = [*python, "-m", "pytest", *args, "--json-report", f"--json-report-file={report}"]
         base = dict(os.environ) if inherit_env else {}
         if isolated:
-            # relative paths in the settings still mean the caller's directory (kfm_ops.paths)
-            base = {BASE_DIR: os.getcwd(), **{k: v for k, v in base.items() if k not in ISOLATION_DROPS}}
+            base = {k: v for k, v in base.items() if k not in ISOLATION_DROPS}
             cwd = Path(tmp)
+        if cwd is not None:  # run elsewhere: relative paths in the settings still mean ours (kfm_ops.paths)
+            base = {BASE_DIR: os.getcwd(), **base}
         proc = subprocess.run(cmd, cwd=cwd, env={**base, **(env or {})}, capture_output=capture, text=True,
                               timeout=timeout, check=False)
         data = json.loads(report.read_text()) if report.is_file() else None

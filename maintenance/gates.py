@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfm_ops import log
-from kfm_ops.errors import ActionFailed, ActionRefused, KfmError, LockHeld
+from kfm_ops.errors import ActionFailed, ActionRefused, Interrupted, KfmError, LockHeld
 from kfm_ops.redact import redact, redact_obj
 from kfm_ops.settings import SERVICES
 from kfm_ops.stores.postgis import PostgisStore
@@ -130,6 +130,8 @@ class StoreLocks:
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
                 "AND classid = %s::oid AND objid = ANY(SELECT hashtext(s)::oid FROM unnest(%s::text[]) s) "
                 "AND objsubid = 2", (_LOCK_CLASS, self.held))
+        except Interrupted:
+            raise  # a SIGTERM during the question is the answer: stop, the lock is not the problem
         except KfmError as exc:
             held, reason = -1, exc.message
         else:

@@ -34,16 +34,18 @@ class Written:
 
 
 class Pipeline(threading.Thread):
-    """Writes ``rate`` changes per second for ``seconds`` (or until :meth:`stop`); retires ``retire`` once."""
+    """Writes ``rate`` changes per second for ``seconds`` (or until :meth:`stop`); retires ``retire`` once,
+    ``retire_after`` seconds in (or half-way through a shorter run)."""
 
     def __init__(self, dsn: str, password: str, *, rate: float, seconds: float, retire: str | None = None,
-                 seed: int = 7) -> None:
+                 retire_after: float = 3.0, seed: int = 7) -> None:
         super().__init__(name="kfm-test-pipeline", daemon=True)
         self.dsn = dsn
         self.password = password
         self.rate = rate
         self.seconds = seconds
         self.retire = retire
+        self.retire_after = min(retire_after, seconds / 2)
         self.rng = random.Random(seed)
         self.written = Written()
         self._halt = threading.Event()
@@ -62,7 +64,7 @@ class Pipeline(threading.Thread):
             started = time.monotonic()
             n = 0
             while not self._halt.is_set() and time.monotonic() - started < self.seconds:
-                if self.retire and n == int(self.rate * self.seconds / 2):
+                if self.retire and not self.written.retired and time.monotonic() - started >= self.retire_after:
                     self._retire(conn, self.retire)
                 try:
                     self._one(conn, published)
