@@ -42,6 +42,24 @@ def load(name: str, override: Path | None = None) -> dict[str, Any]:
     return _read(name, directory(override) / f"{name}.json")
 
 
+Box = tuple[float, float, float, float]
+
+
+def extent(postgis: dict[str, Any]) -> tuple[str, Box, Box]:
+    """(name, bbox, crs_bounds) of the postgis contract's ``extent``: where the deployment's geometries lie, and
+    the range the CRS allows; each [min x, min y, max x, max y]."""
+    declared = postgis.get("extent") or {}
+    boxes: list[Box] = []
+    for key in ("bbox", "crs_bounds"):
+        box = declared.get(key) if isinstance(declared, dict) else None
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)
+                and box[0] < box[2] and box[1] < box[3]):
+            raise UsageError(f"postgis contract: extent.{key} is {box!r}, not [min x, min y, max x, max y]",
+                             hint="declare the deployment's extent in postgis.json (docs/contracts.md)")
+        boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
+    return str(declared.get("name", "the declared extent")), boxes[0], boxes[1]
+
+
 def migrations(override: Path | None = None) -> list[Path]:
     """The canonical-schema migrations, in the order they apply."""
     return sorted((directory(override) / "postgis").glob("*.sql"))

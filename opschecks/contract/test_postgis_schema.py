@@ -116,6 +116,37 @@ def test_postgis_geometries_valid(postgis: PostgisStore, kfm_contract: ContractL
                "then `kfm-maint reindex --targets search,graph`")
 
 
+@pytest.mark.risk("medium")
+def test_postgis_geometries_in_extent(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
+    """Every geometry in kfm.items and kfm.places lies within its CRS's range and touches the declared extent.
+
+    A valid geometry with the right SRID can still be wrong: Web-Mercator metres stored as degrees,
+    swapped axes, a sign lost. Its bounding box then leaves the CRS's range or the deployment's
+    extent (``extent`` in postgis.json: Kansas for the sample; a deployment sets its own).
+    """
+    name, (ex0, ey0, ex1, ey1), (cx0, cy0, cx1, cy1) = contracts.extent(kfm_contract("postgis"))
+    for table in GEOMETRY_TABLES:
+        where = postgis.where(f"table {table}")
+        bad = postgis.rows(
+            f"""SELECT id, count(*) OVER (), CASE
+                  WHEN ST_XMin(geom) < %(cx0)s OR ST_YMin(geom) < %(cy0)s OR ST_XMax(geom) > %(cx1)s
+                       OR ST_YMax(geom) > %(cy1)s THEN 'outside the CRS range'
+                  ELSE 'outside ' || %(name)s END, ST_AsText(ST_Envelope(geom))
+                FROM {table}
+                WHERE geom IS NOT NULL
+                  AND NOT (geom && ST_MakeEnvelope(%(ex0)s, %(ey0)s, %(ex1)s, %(ey1)s, ST_SRID(geom))
+                  AND ST_XMin(geom) >= %(cx0)s AND ST_YMin(geom) >= %(cy0)s AND ST_XMax(geom) <= %(cx1)s
+                  AND ST_YMax(geom) <= %(cy1)s)
+                ORDER BY id LIMIT %(n)s""",
+            {"cx0": cx0, "cy0": cy0, "cx1": cx1, "cy1": cy1, "ex0": ex0, "ey0": ey0, "ex1": ex1, "ey1": ey1,
+             "name": name, "n": first_n()})
+        total = bad[0][1] if bad else 0
+        expect(not bad, f"{total} geometries in {table} lie outside their CRS range or {name}", where,
+               [f"{row_id} ({reason}: {box[:80]})" for row_id, _n, reason, box in bad], total=total,
+               hint="look for projected coordinates stored as degrees or swapped axes at the source pipeline; "
+               "fix and re-ingest, then `kfm-maint sync`")
+
+
 @pytest.mark.smoke
 @pytest.mark.risk("low")
 def test_kfm_ops_migrations_applied(postgis: PostgisStore, kfm_settings: Settings) -> None:

@@ -83,6 +83,26 @@ def test_invalid_geometry_inserted(pg_baseline: Any) -> None:
                      f"{bad_id} (Self-intersection")
 
 
+@pytest.mark.proves(PG + "test_postgis_geometries_in_extent")
+def test_projected_and_foreign_geometries(pg_baseline: Any, contracts_copy: Any) -> None:
+    """Valid geometries with the right SRID that are still wrong: Web-Mercator metres stored as degrees (outside
+    the CRS range) and a place in Paris (outside Kansas); then a deployment whose declared extent is elsewhere."""
+    mercator, paris = f"{PROOF}-mercator", f"{PROOF}-paris"
+
+    def drift() -> None:
+        pg_baseline.execute("INSERT INTO kfm.places (id, name, kind, geom) VALUES "
+                            "(%s, 'proof metres', 'proof', ST_SetSRID(ST_MakePoint(-10880000, 4650000), 4326)), "
+                            "(%s, 'proof paris', 'proof', ST_SetSRID(ST_MakePoint(2.35, 48.85), 4326))",
+                            (mercator, paris))
+
+    with injected(drift, lambda: pg_baseline.execute("DELETE FROM kfm.places WHERE id IN (%s, %s)",
+                                                     (mercator, paris))):
+        assert_fails(PG + "test_postgis_geometries_in_extent", "2 geometries in kfm.places",
+                     f"{mercator} (outside the CRS range", f"{paris} (outside Kansas")
+    env = contracts_copy("postgis", lambda c: c["extent"].update(name="Bavaria", bbox=[8.9, 47.2, 13.9, 50.6]))
+    assert_fails(PG + "test_postgis_geometries_in_extent", "geometries in kfm.items", "outside Bavaria", env=env)
+
+
 @pytest.mark.proves(PG + "test_kfm_ops_migrations_applied")
 def test_migration_not_applied_and_edited(pg_baseline: Any) -> None:
     first, last = contracts.migrations()[0].name, contracts.migrations()[-1].name

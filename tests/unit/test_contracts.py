@@ -41,3 +41,19 @@ def test_a_bad_identifier_is_refused_at_load(tmp_path: Path, name: str, change: 
     with pytest.raises(UsageError) as refused:
         contracts.load(name, folder)
     assert field in refused.value.message and refused.value.exit_code == 2
+
+
+def test_the_builtin_extent_is_kansas_inside_the_crs_range() -> None:
+    name, bbox, crs = contracts.extent(contracts.load("postgis"))
+    assert name == "Kansas" and crs == (-180.0, -90.0, 180.0, 90.0)
+    assert crs[0] < bbox[0] < bbox[2] < crs[2] and crs[1] < bbox[1] < bbox[3] < crs[3]
+
+
+WORLD = [-180, -90, 180, 90]
+
+
+@pytest.mark.parametrize("extent", [None, {"bbox": [1, 2, 3]}, {"bbox": [3, 0, 1, 1], "crs_bounds": WORLD},
+                                    {"bbox": ["a", 0, 1, 1], "crs_bounds": WORLD}, {"bbox": [0, 0, 1, 1]}])
+def test_a_bad_extent_is_a_usage_error_naming_it(extent: Any) -> None:
+    with pytest.raises(UsageError, match=r"extent\.(bbox|crs_bounds) is"):
+        contracts.extent({"extent": extent} if extent is not None else {})
