@@ -82,7 +82,7 @@ def raw_bulk(hub: ServiceHub) -> dict[str, Any]:
     client = hub.search(write=True).client
     index = "kfm-bench-raw"
     client.indices.delete(index=index, ignore_unavailable=True)
-    grid = grid_degrees(hub.policy())
+    grid = grid_degrees(hub.policy(), hub.settings.contracts_dir)
     docs = [{"_index": index, "_id": item_id, "_source": document}
             for item_id, document in search_documents(hub.postgis(), grid)]
     started = time.monotonic()  # a new index, loaded and refreshed: what the reindex does besides read and verify
@@ -114,7 +114,7 @@ def naive_graph(hub: ServiceHub, sample: int) -> dict[str, Any]:
     """One statement per row, the way a hand-written sync loop does it: the same node and relationships
     the sync writes for an item, on a scratch label (its relationships go to the real Dataset/Activity/Place)."""
     graph = hub.graph(write=True)
-    rows = list(islice(graph_items(hub.postgis(), grid_degrees(hub.policy())), sample))
+    rows = list(islice(graph_items(hub.postgis(), grid_degrees(hub.policy(), hub.settings.contracts_dir)), sample))
     graph.run("MATCH (n:BenchNaiveItem) DETACH DELETE n")
     started = time.monotonic()
     for row in rows:

@@ -13,14 +13,14 @@ import hashlib
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from kfm_ops import contracts
 from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL
 from kfm_ops.errors import ActionFailed, KfmError
 from kfm_ops.stores.policy import PolicyStore
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
-
-GRID_POLICY = "kfm/sensitivity/grid_degrees"
 
 _GEOMETRY = ("CASE WHEN i.sensitivity = 'restricted' THEN kfm_ops.generalize(i.geom, %(grid)s) "
              "ELSE i.geom END")
@@ -87,15 +87,16 @@ FROM kfm_cache.dataset_stats s JOIN kfm.datasets d ON d.id = s.dataset_id ORDER 
 """
 
 
-def grid_degrees(policy: PolicyStore) -> float:
-    """The generalization grid from the sensitivity policy; no policy, no derived geometry."""
+def grid_degrees(policy: PolicyStore, contracts_dir: Path | None = None) -> float:
+    """The generalization grid from the sensitivity policy (where: policy.json); no policy, no derived geometry."""
+    path = contracts.load("policy", contracts_dir)["sensitivity"]["grid_degrees"]
     try:
-        grid = policy.data(GRID_POLICY)
+        grid = policy.data(path)
     except KfmError as exc:  # fail closed whatever went wrong
         raise ActionFailed("derive", "policy", f"cannot read the sensitivity policy: {exc.message}",
                            hint="the policy gate must be up: derived stores never get ungeneralized geometry") from None
     if not isinstance(grid, int | float) or grid <= 0:
-        raise ActionFailed("derive", "policy", f"kfm.sensitivity.grid_degrees is {grid!r}, expected a positive number")
+        raise ActionFailed("derive", "policy", f"data.{path} is {grid!r}, expected a positive number")
     return float(grid)
 
 

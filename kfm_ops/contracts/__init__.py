@@ -16,7 +16,7 @@ from kfm_ops.contracts.identifiers import validate
 from kfm_ops.errors import UsageError
 
 BUILTIN = Path(__file__).resolve().parent
-NAMES = ("postgis", "search", "graph", "cache")
+NAMES = ("postgis", "search", "graph", "cache", "policy")
 
 
 def directory(override: Path | None = None) -> Path:

@@ -19,6 +19,8 @@ CYPHER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,100}")  # labels, relationship typ
 SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SQL_TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}")
 REDIS_KEY = re.compile(r"[A-Za-z0-9:._-]{1,200}")
+OPA_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,100}(/[A-Za-z_][A-Za-z0-9_]{0,100}){0,20}")  # under /v1/data/
+JSON_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_:-]{0,100}")
 KEY_TEMPLATE = re.compile(r"[A-Za-z0-9:._-]*\{dataset_id\}[A-Za-z0-9:._-]*")
 
 
@@ -64,7 +66,25 @@ def _postgis(c: dict[str, Any]) -> Iterator[tuple[str, Any, re.Pattern[str]]]:
             yield f"tables.{table}", column, SQL_NAME
 
 
-FIELDS = {"search": _search, "graph": _graph, "cache": _cache, "postgis": _postgis}
+def _policy(c: dict[str, Any]) -> Iterator[tuple[str, Any, re.Pattern[str]]]:
+    bundle = c.get("bundle")
+    if bundle is not None:  # null: the bundle carries no identity document
+        yield "bundle.document", bundle.get("document"), OPA_PATH
+        yield "bundle.name", bundle.get("name"), JSON_KEY
+    gate = c.get("item_gate", {})
+    yield "item_gate.decision", gate.get("decision"), OPA_PATH
+    if gate.get("input") is not None:  # null: the bare item is the input
+        yield "item_gate.input", gate.get("input"), JSON_KEY
+    yield "item_gate.allow", gate.get("allow"), JSON_KEY
+    yield "item_gate.deny", gate.get("deny"), JSON_KEY
+    batch = gate.get("batch")
+    if batch is not None:  # null: one decision per item
+        yield "item_gate.batch.document", batch.get("document"), OPA_PATH
+        yield "item_gate.batch.input", batch.get("input"), JSON_KEY
+    yield "sensitivity.grid_degrees", c.get("sensitivity", {}).get("grid_degrees"), OPA_PATH
+
+
+FIELDS = {"search": _search, "graph": _graph, "cache": _cache, "postgis": _postgis, "policy": _policy}
 
 
 def validate(name: str, contract: dict[str, Any], path: str) -> None:

@@ -68,7 +68,7 @@ class SyncGraph:
     def apply(self, hub: ServiceHub, plan: Plan[GraphPlan], run: RunContext) -> dict[str, Any]:
         graph = hub.graph(write=True)
         reader = hub.postgis()
-        grid = derive.grid_degrees(hub.policy())
+        grid = derive.grid_degrees(hub.policy(), hub.settings.contracts_dir)
         with reader.snapshot() as instant:  # one view of the canonical store; its instant is the watermark
             counts = self._sync(hub, graph, reader, grid, run)
         hub.postgis(write=True).record_watermark("graph", instant, run.run_id)

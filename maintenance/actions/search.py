@@ -96,7 +96,7 @@ class ReindexSearch:
         client = search.client
         reader = hub.postgis()
         contract = _contract(hub)
-        grid = grid_degrees(hub.policy())
+        grid = grid_degrees(hub.policy(), hub.settings.contracts_dir)
         new = d.new_index
         loader = BulkLoader(client, new, action=self.name, batch_size=self.batch_size, in_flight=self.threads)
         step = "create"

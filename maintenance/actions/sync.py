@@ -81,7 +81,7 @@ class Sync:
         control = hub.postgis(write=True)
         watermarks: dict[str, Any] = {}
         if {"search", "graph"} & set(self.targets):
-            grid = derive.grid_degrees(hub.policy())
+            grid = derive.grid_degrees(hub.policy(), hub.settings.contracts_dir)
             graph_since = control.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'graph'")
             with reader.snapshot() as instant:
                 if "search" in self.targets and plan.details.live_index:

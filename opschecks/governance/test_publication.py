@@ -6,31 +6,32 @@ import pytest
 
 from kfm_ops.pipeline import chunks
 from kfm_ops.pytest_plugin.assertions import expect, first_n
-from kfm_ops.stores.policy import PolicyStore
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.stores.policy import ItemGate, PolicyStore
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
 
 GATE_BATCH = 500
 
 
 @pytest.mark.risk("medium")
-def test_published_items_pass_stac_gate(postgis: PostgisStore, policy: PolicyStore) -> None:
-    """Every published item passes the STAC item gate of the live OPA policy (batched)."""
+def test_published_items_pass_stac_gate(postgis: PostgisStore, policy: PolicyStore,
+                                       kfm_contract: ContractLoader) -> None:
+    """Every published item passes the STAC item gate of the live OPA policy (where and how: policy.json)."""
+    gate = ItemGate.of(kfm_contract("policy"))
     denied: list[str] = []
     reasons: set[str] = set()
     checked = 0
     items = postgis.stream(f"SELECT id, stac FROM {PUBLISHED_ITEMS} ORDER BY id", batch=GATE_BATCH)
     for rows in chunks(items, GATE_BATCH):
-        result = policy.data("kfm/stac/batch", {"items": [r[1] for r in rows]})
-        for item_id, _stac in rows:
-            decision = result.get(item_id) or {"allow": False, "deny": ["no decision returned"]}
-            if not decision.get("allow"):
+        for item_id, decision in policy.decide_all(gate, rows).items():
+            if not decision.allow:
                 denied.append(item_id)
-                reasons.update(decision.get("deny", [])[:3])
+                reasons.update(decision.deny[:3])
         checked += len(rows)
     expect(checked > 0, "no published items to check", postgis.where("kfm.items"),
            hint="load the catalog (dev: kfm-maint sample-data init)")
     expect(not denied, f"{len(denied)} of {checked} published items fail the STAC gate "
-           f"({'; '.join(sorted(reasons)[:5])})", policy.where("data.kfm.stac.batch"),
+           f"({'; '.join(sorted(reasons)[:5])})", policy.where(gate.document),
            denied, "fix the items in the pipelines and re-publish; the gate is in kfm_ops/contracts/policy")
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from kfm_ops.derive import GRID_POLICY
 from kfm_ops.pipeline import chunks
 from kfm_ops.pytest_plugin.assertions import expect, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
@@ -30,8 +29,13 @@ FROM {PUBLISHED_ITEMS} WHERE sensitivity = 'restricted' ORDER BY id
 """
 
 
-def _restricted_batches(postgis: PostgisStore, policy: PolicyStore) -> Iterator[list[tuple[Any, ...]]]:
-    grid = float(policy.data(GRID_POLICY))
+@pytest.fixture
+def grid(policy: PolicyStore, kfm_contract: ContractLoader) -> float:
+    """The generalization grid of the live sensitivity policy (where: policy.json ``sensitivity.grid_degrees``)."""
+    return float(policy.data(kfm_contract("policy")["sensitivity"]["grid_degrees"]))
+
+
+def _restricted_batches(postgis: PostgisStore, grid: float) -> Iterator[list[tuple[Any, ...]]]:
     return chunks(postgis.stream(RESTRICTED_SQL, {"grid": grid}, batch=BATCH), BATCH)
 
 
@@ -46,11 +50,11 @@ def _round(geometry: Any) -> Any:
 
 
 @pytest.mark.risk("low")
-def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search: SearchStore, policy: PolicyStore,
+def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search: SearchStore, grid: float,
                                                    kfm_contract: ContractLoader) -> None:
     """Search documents of restricted items carry only the generalized geometry."""
     alias, leaked = kfm_contract("search")["alias"], []
-    for rows in _restricted_batches(postgis, policy):
+    for rows in _restricted_batches(postgis, grid):
         docs = search.client.mget(index=alias, body={"ids": [r[0] for r in rows]}, _source=["geometry"])["docs"]
         for (item_id, generalized, _wkt), doc in zip(rows, docs, strict=True):
             if doc.get("found") and _round(doc["_source"].get("geometry")) != _round(json.loads(generalized)):
@@ -61,11 +65,10 @@ def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search
 
 
 @pytest.mark.risk("low")
-def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: GraphStore,
-                                                  policy: PolicyStore) -> None:
+def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: GraphStore, grid: float) -> None:
     """Graph Item nodes of restricted items carry only the generalized geometry."""
     leaked = []
-    for rows in _restricted_batches(postgis, policy):
+    for rows in _restricted_batches(postgis, grid):
         expected = {r[0]: r[2] for r in rows}
         found = graph.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.geometry_wkt AS wkt",
                           ids=list(expected))
@@ -75,10 +78,9 @@ def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: 
 
 
 @pytest.mark.risk("low")
-def test_restricted_extents_generalized_in_cache(postgis: PostgisStore, cache: CacheStore, policy: PolicyStore,
+def test_restricted_extents_generalized_in_cache(postgis: PostgisStore, cache: CacheStore, grid: float,
                                                  kfm_contract: ContractLoader) -> None:
     """Cached extents of all-restricted datasets lie on the policy grid (no exact site bounds)."""
-    grid = float(policy.data(GRID_POLICY))
     template = kfm_contract("cache")["redis"]["summary_key"]
     datasets = [r[0] for r in postgis.rows(
         f"SELECT d.id FROM {PUBLISHED_DATASETS} d WHERE EXISTS "

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from kfm_ops.pytest_plugin.assertions import expect
-from kfm_ops.stores.policy import PolicyStore
+from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.stores.policy import Decision, ItemGate, PolicyStore
 
-BUNDLE_NAME = "kfm"
-DECISION = "kfm.stac.decision"
 HINT_BUNDLE = "serve the bundle: opa run --server --bundle kfm_ops/contracts/policy (see docs/policy.md)"
 
 
@@ -22,28 +21,31 @@ def test_policy_healthy(policy: PolicyStore) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_policy_bundle_loaded(policy: PolicyStore) -> None:
-    """/health?bundles=true is 200 and data.kfm.meta.bundle names the KFM bundle."""
+def test_policy_bundle_loaded(policy: PolicyStore, kfm_contract: ContractLoader) -> None:
+    """/health?bundles=true is 200 and the bundle's identity document (policy.json ``bundle``) names it."""
     where = policy.where()
     status = policy.health(bundles=True)
     expect(status == 200, f"GET /health?bundles=true returned {status}: a configured bundle is not activated", where,
            hint=HINT_BUNDLE)
-    meta = policy.data("kfm.meta.bundle")
+    bundle = kfm_contract("policy")["bundle"]
+    if bundle is None:
+        return  # the contract says this bundle carries no identity document
+    meta = policy.data(bundle["document"])
     name = meta.get("name") if isinstance(meta, dict) else None
-    expect(name == BUNDLE_NAME, f"data.kfm.meta.bundle names bundle {name!r}, expected {BUNDLE_NAME!r}", where,
-           hint=HINT_BUNDLE)
+    expect(name == bundle["name"], f"data.{bundle['document']} names bundle {name!r}, expected {bundle['name']!r}",
+           where, hint=HINT_BUNDLE)
 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
-def test_policy_fail_closed(policy: PolicyStore) -> None:
-    """data.kfm.stac.decision denies a malformed item and a request without input (fail-closed)."""
+def test_policy_fail_closed(policy: PolicyStore, kfm_contract: ContractLoader) -> None:
+    """The item gate (policy.json ``item_gate``) denies a malformed item and a request without input."""
+    gate = ItemGate.of(kfm_contract("policy"))
     cases = {
-        "malformed input {'item': 'garbage'}": policy.data(DECISION, {"item": "garbage"}),
-        "no input": policy.data(DECISION),
+        "a malformed item ('garbage')": policy.decide(gate, "garbage"),
+        "no input": Decision.read(policy.data(gate.decision), gate.allow_key, gate.deny_key),
     }
-    allowed = {case: decision for case, decision in cases.items()
-               if (decision.get("allow") if isinstance(decision, dict) else decision) is not False}
-    expect(not allowed, f"the gate is not fail-closed: {len(allowed)} malformed requests were not denied "
-           f"(decisions {allowed!r})", policy.where(f"data.{DECISION}"), list(allowed),
-           hint="the deployed kfm.stac policy must default to deny; redeploy the KFM bundle")
+    allowed = [case for case, decision in cases.items() if decision.allow]
+    expect(not allowed, f"the gate is not fail-closed: {len(allowed)} malformed requests were allowed",
+           policy.where("data." + gate.decision.replace("/", ".")), allowed,
+           hint="the deployed item gate must default to deny; redeploy the policy bundle")

@@ -45,13 +45,15 @@ def scratch_redis() -> Iterator[tuple[int, Any]]:
 
 
 @pytest.fixture
-def scratch_opa(tmp_path: Path) -> Iterator[Callable[[dict[str, str] | None], str]]:
-    """start(files): a throw-away OPA server loading the given .rego files (none: no bundle); returns its URL."""
+def scratch_opa(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """start(files, v0=False): a throw-away OPA server loading the given .rego files (none: no bundle), in Rego v0
+    syntax with ``v0``; returns its URL."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(files: dict[str, str] | None) -> str:
+    def start(files: dict[str, str] | None, v0: bool = False) -> str:
         port = free_port()
-        args = [stack_binary("opa"), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
+        args = [stack_binary("opa"), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
+                *(["--v0-compatible"] if v0 else [])]
         if files:
             bundle = tmp_path / f"bundle-{port}"
             bundle.mkdir()
