@@ -35,8 +35,8 @@ SELECT i.id, i.dataset_id, i.title, i.body, i.sensitivity, i.start_datetime, i.e
        (SELECT min(l.object) FROM kfm.prov_links l WHERE l.subject = i.id AND l.relation = 'wasGeneratedBy')
            AS generated_by,
        ARRAY(SELECT p.place_id FROM kfm.item_places p WHERE p.item_id = i.id ORDER BY 1) AS places,
-       ARRAY(SELECT l.object FROM kfm.prov_links l WHERE l.subject = i.id AND l.relation = 'wasDerivedFrom'
-             ORDER BY 1) AS derived_from
+       ARRAY(SELECT l.object FROM kfm.prov_links l JOIN {PUBLISHED_ITEMS} o ON o.id = l.object
+             WHERE l.subject = i.id AND l.relation = 'wasDerivedFrom' ORDER BY 1) AS derived_from
 FROM {PUBLISHED_ITEMS} i
 {{extra}}
 ORDER BY i.id COLLATE "C"
@@ -128,8 +128,29 @@ def graph_items(postgis: PostgisStore, grid: float, *, since: datetime | None = 
                "geometry_wkt": r["geometry_wkt"], "content_hash": r["content_hash"],
                "links_hash": hashlib.blake2b(links.encode(), digest_size=16).hexdigest(),
                "updated_at": r["updated_at"].isoformat(), "generated_by": r["generated_by"],
-               "places": list(r["places"]), "sync_bucket": r["sync_bucket"], "sync_h1": r["sync_h1"],
-               "sync_h2": r["sync_h2"]}
+               "places": list(r["places"]), "derived_from": list(r["derived_from"]), "sync_bucket": r["sync_bucket"],
+               "sync_h1": r["sync_h1"], "sync_h2": r["sync_h2"]}
+
+
+ITEM_PROPERTIES = ("id", "dataset_id", "title", "sensitivity", "geometry_wkt", "content_hash", "links_hash",
+                   "updated_at", "sync_bucket", "sync_h1", "sync_h2")
+
+
+def graph_records(postgis: PostgisStore, grid: float, *, ids: list[str] | None = None) -> Iterator[tuple[str, Any]]:
+    """(id, record) of each published item as the graph sync leaves its Item node: the properties, and per
+    relationship type the ids it points at (only nodes the sync writes: published datasets and items, the
+    activities that used one, every place) — what :meth:`GraphStore.item_records` reads back."""
+    activities = {r["id"] for r in postgis.dicts(ACTIVITIES_SQL)}
+    for row in graph_items(postgis, grid, ids=ids):
+        links = {"IN_DATASET": [row["dataset_id"]], "LOCATED_IN": sorted(row["places"]),
+                 "WAS_GENERATED_BY": [row["generated_by"]] if row["generated_by"] in activities else [],
+                 "WAS_DERIVED_FROM": sorted(row["derived_from"])}
+        yield row["id"], {"properties": {k: row[k] for k in ITEM_PROPERTIES}, **{t: v for t, v in links.items() if v}}
+
+
+def summary_record(content: dict[str, Any]) -> dict[str, Any]:
+    """A cache summary hash as the rebuild writes it, but for its run's own fields (built_at, run_id)."""
+    return {**{k: str(v) for k, v in content.items()}, "content_hash": summary_hash(content)}
 
 
 def summary_hash(fields: dict[str, Any]) -> str:

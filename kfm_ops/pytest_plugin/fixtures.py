@@ -69,7 +69,7 @@ def kfm_hub(pytestconfig: pytest.Config) -> ServiceHub:
 
 @pytest.fixture(scope="session")
 def kfm_contract(kfm_settings: Settings) -> ContractLoader:
-    """Load a KFM contract by name: postgis, search, graph or cache."""
+    """Load a KFM contract by name: postgis, search, graph, cache or policy."""
     return lambda name: _contracts.load(name, kfm_settings.contracts_dir)
 
 
@@ -106,6 +106,12 @@ def policy(request: pytest.FixtureRequest) -> PolicyStore:
     """The OPA policy gate: evaluates KFM policies, cannot change them."""
     store: PolicyStore = _read_store(request, "policy")
     return store
+
+
+@pytest.fixture
+def sensitivity_grid(policy: PolicyStore, kfm_contract: ContractLoader) -> float:
+    """The generalization grid (degrees) of the live sensitivity policy, where policy.json says it is."""
+    return float(policy.data(kfm_contract("policy")["sensitivity"]["grid_degrees"]))
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fix
     policy,
     postgis,
     search,
+    sensitivity_grid,
 )
 from kfm_ops.pytest_plugin.privileges import write_capable
 from kfm_ops.pytest_plugin.scheduled import AREAS, FIGURES_KEY, ScheduledRun, meta

@@ -48,6 +48,15 @@ WITH i, s WHERE NOT (i)-[:WAS_DERIVED_FROM]->(s)
 CREATE (i)-[:WAS_DERIVED_FROM]->(s)
 RETURN count(*) AS created
 """
+# One Item node as the content comparison sees it: its properties, and the ids it points at per relationship type.
+ITEM_RECORDS = """
+MATCH (i:Item) WHERE {where}
+WITH i ORDER BY i.id LIMIT $n
+OPTIONAL MATCH (i)-[r]->(t)
+WITH i, type(r) AS rel, collect(t.id) AS ids
+WITH i, collect(CASE WHEN rel IS NULL THEN null ELSE [rel, ids] END) AS links
+RETURN i.id AS id, properties(i) AS p, links ORDER BY id
+"""
 # The nodes items point at, keyed by id; each write sets all their contract properties.
 MERGE_NODES: dict[str, str] = {
     "Dataset": "UNWIND $rows AS r MERGE (n:Dataset {id: r.id}) SET n += r",
@@ -141,6 +150,19 @@ class GraphStore(Store[GraphSettings]):
                         "RETURN i.id AS id, i.content_hash AS h ORDER BY i.id", b=wanted, none=-1 in buckets)
         for row in rows:
             yield row["id"], row["h"] or ""
+
+    def item_records(self, *, ids: list[str] | None = None, batch: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, record) of the Item nodes, id-ordered, page by page: the node's properties and, per outgoing
+        relationship type, the sorted ids it points at — what the content comparison reads (kfm_ops.content)."""
+        after = ""
+        while True:
+            rows = self.run(ITEM_RECORDS.format(where="i.id IN $ids AND i.id > $after" if ids is not None
+                                                else "i.id > $after"), after=after, n=batch, ids=ids or [])
+            for row in rows:
+                yield row["id"], {"properties": row["p"], **{t: sorted(v) for t, v in row["links"]}}
+            if len(rows) < batch:
+                return
+            after = rows[-1]["id"]
 
     def dataset_ids(self, ids: list[str]) -> dict[str, str]:
         """The dataset_id each Item node of ``ids`` carries."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfm_ops import contracts
-from kfm_ops.derive import cache_summaries, summary_hash
+from kfm_ops.derive import cache_summaries, summary_hash, summary_record
 from kfm_ops.hub import ServiceHub
 from kfm_ops.stores.cache import summary_key
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS
@@ -90,8 +90,9 @@ class CacheRebuild:
                 redis.expire(key, ttl)  # same content: only the TTL moves
                 unchanged += 1
             else:
-                cache.replace_summary(key, {**{k: str(v) for k, v in content.items()}, "content_hash": digest,
-                                            "built_at": str(int(time.time())), "run_id": run.run_id}, ttl)
+                fields: dict[str | bytes, Any] = {"built_at": str(int(time.time())), "run_id": run.run_id}
+                fields.update(summary_record(content))
+                cache.replace_summary(key, fields, ttl)
                 changed += 1
             redis.sadd(staging, content["dataset_id"])
             run.progress("summaries", n, len(summaries))

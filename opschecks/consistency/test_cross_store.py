@@ -15,10 +15,10 @@ from datetime import timedelta
 
 import pytest
 
-from kfm_ops.compare import Diff
-from kfm_ops.consistency import DerivedSide, GraphSide, Lag, SearchSide, bucket_compare, classify, pending
+from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare, pending
 from kfm_ops.pytest_plugin.assertions import expect, fail_with, figure, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.pytest_plugin.lag import PendingChanges, expect_in_sync
 from kfm_ops.settings import Settings
 from kfm_ops.stores.cache import CacheStore, summary_key
 from kfm_ops.stores.graph import GraphStore
@@ -33,65 +33,25 @@ SYNC_HINTS = {"search": "kfm-maint sync --targets search", "graph": "kfm-maint s
               "cache": "kfm-maint sync --targets cache"}
 
 
-CLASSIFY_MAX = 200_000
-"""Differences beyond this many are not dated one by one: a store that far off is not lagging, it is broken."""
-
-
-class PendingChanges(UserWarning):
-    """Differences the store is not yet due to have (newer than its last sync, younger than the SLA)."""
-
-
-def _matches(store: str, postgis: PostgisStore, side: DerivedSide, settings: Settings, where: str,
-             hint: str) -> None:
-    """Fail on the differences that are due; report the pending ones."""
-    __tracebackhide__ = True
-    differences: list[tuple[str, str]] = []
-    diff = bucket_compare(postgis, side, store=f"{store}", first_n=first_n(),
-                          on_diff=lambda kind, i: differences.append((kind, i)) if len(differences) < CLASSIFY_MAX
-                          else None)
-    if diff.clean:
-        _figures(store, diff, None)
-        return
-    watermark, now = postgis.one("SELECT (SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = %s), now()",
-                                 (store.split()[0],))
-    lag = classify(differences if diff.total <= CLASSIFY_MAX else [], postgis, side, watermark=watermark, now=now,
-                   max_lag=timedelta(seconds=settings.checks.max_freshness_lag_seconds),
-                   margin=timedelta(seconds=settings.checks.transaction_margin_seconds))
-    _figures(store, diff, lag if diff.total <= CLASSIFY_MAX else None)
-    pending = lag.pending_count
-    if pending:
-        warnings.warn(f"{store}: {pending} differences pending (changed after the last sync at {watermark}, "
-                      "within the freshness SLA)", PendingChanges, stacklevel=1)
-    if diff.total > pending:
-        due = ", ".join(f"{len(ids)} {kind}" for kind, ids in lag.due.items() if ids) or f"{diff.total} differences"
-        ids = [i for ids in lag.due.values() for i in ids]
-        fail_with(f"{store}: {due} older than the last sync or the SLA (and {pending} more pending)", where,
-                  ids or diff.missing_ids + diff.orphaned_ids + diff.stale_ids, hint,
-                  total=diff.total - pending, first_n=3 * first_n())
-
-
-def _figures(store: str, diff: Diff, lag: Lag | None) -> None:
-    """kfm_consistency_items{store, kind}: due differences by kind (what alerts), pending ones, items compared."""
-    for kind in ("missing", "orphaned", "stale"):
-        figure("consistency_items", len(lag.due[kind]) if lag else getattr(diff, kind), store=store, kind=kind)
-    figure("consistency_items", lag.pending_count if lag else 0, store=store, kind="pending")
-    figure("consistency_items", diff.compared, store=store, kind="compared")
-
-
 @pytest.mark.risk("medium")
 def test_search_matches_canonical(postgis: PostgisStore, search: SearchStore, kfm_contract: ContractLoader,
                                   kfm_settings: Settings) -> None:
     """Search documents (ids, content hashes) equal the published items, but for changes still pending."""
     alias = kfm_contract("search")["alias"]
-    _matches("search", postgis, SearchSide(search, alias), kfm_settings, search.where(f"alias {alias}"),
-             "kfm-maint sync --targets search (a broken index: kfm-maint reindex --targets search)")
+    side = SearchSide(search, alias)
+    expect_in_sync("search", lambda on_diff: bucket_compare(postgis, side, store="search", first_n=first_n(),
+                                                            on_diff=on_diff),
+                   postgis, side, kfm_settings, search.where(f"alias {alias}"),
+                   "kfm-maint sync --targets search (a broken index: kfm-maint reindex --targets search)")
 
 
 @pytest.mark.risk("medium")
 def test_graph_matches_canonical(postgis: PostgisStore, graph: GraphStore, kfm_settings: Settings) -> None:
     """Graph Item nodes (ids, content hashes) equal the published items, but for changes still pending."""
-    _matches("graph", postgis, GraphSide(graph), kfm_settings, graph.where("label Item"),
-             "kfm-maint sync --targets graph")
+    side = GraphSide(graph)
+    expect_in_sync("graph", lambda on_diff: bucket_compare(postgis, side, store="graph", first_n=first_n(),
+                                                           on_diff=on_diff),
+                   postgis, side, kfm_settings, graph.where("label Item"), "kfm-maint sync --targets graph")
 
 
 DATASET_CHANGED_SQL = """

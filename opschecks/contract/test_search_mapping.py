@@ -42,3 +42,23 @@ def test_search_mapping_matches_contract(search: SearchStore, kfm_contract: Cont
                       f"(dynamically added?), {len(missing)} missing, {len(changed)} changed", here,
                       [f"+{f}" for f in extra] + [f"-{f}" for f in missing] + [f"~{c}" for c in changed],
                       hint=REINDEX_HINT)
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("medium")
+def test_search_alias_serves_one_verified_index(search: SearchStore, kfm_contract: ContractLoader) -> None:
+    """The alias resolves to exactly one index of the contract's prefix, marked verified (_meta.kfm.state)."""
+    contract = kfm_contract("search")
+    alias, prefix = contract["alias"], contract["index_prefix"]
+    where = search.where(f"alias {alias}")
+    live = sorted(search.client.indices.get_alias(name=alias)) if search.client.indices.exists_alias(name=alias) else []
+    expect(len(live) == 1, f"alias {alias} resolves to {len(live)} indices (readers need exactly one)", where, live,
+           hint=REINDEX_HINT)
+    index = live[0]
+    expect(index.startswith(prefix), f"alias {alias} serves {index}, not an index kfm-ops built ({prefix}NNNN)", where,
+           [index], hint=REINDEX_HINT)
+    meta = search.client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {}).get("kfm", {})
+    state = meta.get("state")
+    expect(state == "verified", f"alias {alias} serves {index}, whose state is {state!r}, not 'verified': it never "
+           "passed a rebuild's verification", where, [index],
+           hint="kfm-maint reindex rollback (the previous verified index), or kfm-maint reindex --targets search")

@@ -18,7 +18,6 @@ from kfm_ops.pytest_plugin.assertions import expect, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.stores.cache import CacheStore, summary_key
 from kfm_ops.stores.graph import GraphStore
-from kfm_ops.stores.policy import PolicyStore
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
 from kfm_ops.stores.search import SearchStore
 
@@ -27,12 +26,6 @@ RESTRICTED_SQL = f"""
 SELECT id, ST_AsGeoJSON(kfm_ops.generalize(geom, %(grid)s), 6), ST_AsText(kfm_ops.generalize(geom, %(grid)s), 6)
 FROM {PUBLISHED_ITEMS} WHERE sensitivity = 'restricted' ORDER BY id
 """
-
-
-@pytest.fixture
-def grid(policy: PolicyStore, kfm_contract: ContractLoader) -> float:
-    """The generalization grid of the live sensitivity policy (where: policy.json ``sensitivity.grid_degrees``)."""
-    return float(policy.data(kfm_contract("policy")["sensitivity"]["grid_degrees"]))
 
 
 def _restricted_batches(postgis: PostgisStore, grid: float) -> Iterator[list[tuple[Any, ...]]]:
@@ -50,11 +43,12 @@ def _round(geometry: Any) -> Any:
 
 
 @pytest.mark.risk("low")
-def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search: SearchStore, grid: float,
+def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search: SearchStore,
+                                                   sensitivity_grid: float,
                                                    kfm_contract: ContractLoader) -> None:
     """Search documents of restricted items carry only the generalized geometry."""
     alias, leaked = kfm_contract("search")["alias"], []
-    for rows in _restricted_batches(postgis, grid):
+    for rows in _restricted_batches(postgis, sensitivity_grid):
         docs = search.client.mget(index=alias, body={"ids": [r[0] for r in rows]}, _source=["geometry"])["docs"]
         for (item_id, generalized, _wkt), doc in zip(rows, docs, strict=True):
             if doc.get("found") and _round(doc["_source"].get("geometry")) != _round(json.loads(generalized)):
@@ -65,10 +59,11 @@ def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search
 
 
 @pytest.mark.risk("low")
-def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: GraphStore, grid: float) -> None:
+def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: GraphStore,
+                                                  sensitivity_grid: float) -> None:
     """Graph Item nodes of restricted items carry only the generalized geometry."""
     leaked = []
-    for rows in _restricted_batches(postgis, grid):
+    for rows in _restricted_batches(postgis, sensitivity_grid):
         expected = {r[0]: r[2] for r in rows}
         found = graph.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.geometry_wkt AS wkt",
                           ids=list(expected))
@@ -78,7 +73,7 @@ def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: 
 
 
 @pytest.mark.risk("low")
-def test_restricted_extents_generalized_in_cache(postgis: PostgisStore, cache: CacheStore, grid: float,
+def test_restricted_extents_generalized_in_cache(postgis: PostgisStore, cache: CacheStore, sensitivity_grid: float,
                                                  kfm_contract: ContractLoader) -> None:
     """Cached extents of all-restricted datasets lie on the policy grid (no exact site bounds)."""
     template = kfm_contract("cache")["redis"]["summary_key"]
@@ -91,7 +86,7 @@ def test_restricted_extents_generalized_in_cache(postgis: PostgisStore, cache: C
         bbox = cache.client.hget(summary_key(template, dataset_id), "extent_bbox")
         if bbox:
             coords = [float(c) for c in bbox.split(",")]
-            if any(abs(c / grid - round(c / grid)) > 1e-6 for c in coords):
+            if any(abs(c / sensitivity_grid - round(c / sensitivity_grid)) > 1e-6 for c in coords):
                 leaked.append(dataset_id)
     expect(not leaked, "cached extents of restricted datasets are not on the generalization grid",
            cache.where(f"key {template}"), leaked, "rebuild the cache: kfm-maint cache rebuild")

@@ -171,3 +171,35 @@ def dataset_ids(client: OpenSearch, index: str, ids: list[str]) -> dict[str, str
         docs = client.mget(index=index, body={"ids": ids[start:start + 1000]}, _source=["dataset_id"])["docs"]
         found.update({d["_id"]: d["_source"].get("dataset_id", "") for d in docs if d.get("found")})
     return found
+
+
+def search_sources(client: OpenSearch, index: str, *, batch: int = 2000,
+                   keep_alive: str = "2m") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(id, _source) of every document of ``index``, id-ordered (point in time + search_after): the records
+    themselves, for the content comparison (kfm_ops.content)."""
+    pit = client.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"]
+    after: list[Any] | None = None
+    try:
+        while True:
+            body: dict[str, Any] = {"size": batch, "sort": ID_ORDER, "pit": {"id": pit, "keep_alive": keep_alive},
+                                    "track_total_hits": False}
+            if after is not None:
+                body["search_after"] = after
+            hits = client.search(body=body, params={"filter_path": "hits.hits._id,hits.hits._source,hits.hits.sort"}
+                                 ).get("hits", {}).get("hits", [])
+            if not hits:
+                return
+            for hit in hits:
+                yield hit["_id"], hit.get("_source", {})
+            after = hits[-1]["sort"]
+    finally:
+        client.delete_pit(body={"pit_id": [pit]})
+
+
+def sources(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The _source of each document of ``ids`` that exists."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 1000):
+        docs = client.mget(index=index, body={"ids": ids[start:start + 1000]})["docs"]
+        found.update({d["_id"]: d.get("_source", {}) for d in docs if d.get("found")})
+    return found

@@ -1,0 +1,105 @@
+"""Proofs of the content checks: records edited in place, their copied content hash left as it was.
+
+Each fault below passes every content-hash comparison (test_cross_store); the content checks
+must name the record and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kfm_ops.stores.postgis import PUBLISHED_ITEMS
+from tests.plugins.faults import injected
+from tests.proving import assert_fails, assert_passes
+
+pytestmark = pytest.mark.devstack
+
+CONTENT = "opschecks/consistency/test_content.py::"
+CROSS = "opschecks/consistency/test_cross_store.py::"
+MAP = "opschecks/contract/test_search_mapping.py::"
+ALIAS = "kfm-items"
+
+
+def _item(owner_pg: Any, sensitivity: str) -> str:
+    row = owner_pg.execute(f"SELECT id FROM {PUBLISHED_ITEMS} WHERE sensitivity = %s ORDER BY id LIMIT 1 OFFSET 3",
+                           (sensitivity,)).fetchone()
+    assert row, "the sample catalog is not loaded"
+    return str(row[0])
+
+
+def _live(search_writer: Any) -> str:
+    return next(iter(search_writer.indices.get_alias(name=ALIAS)))
+
+
+@pytest.mark.proves(CONTENT + "test_search_documents_match_their_derivation")
+def test_search_documents_edited_in_place(search_writer: Any, owner_pg: Any) -> None:
+    """A title rewritten, and a restricted item relabelled public with its geometry still generalized: the
+    content hash and the fingerprints stay, so the hash comparison passes."""
+    index = _live(search_writer)
+    titled, relabelled = _item(owner_pg, "public"), _item(owner_pg, "restricted")
+    saved = {i: search_writer.get(index=index, id=i)["_source"] for i in (titled, relabelled)}
+
+    def edit() -> None:
+        search_writer.update(index=index, id=titled, body={"doc": {"title": "edited in place"}})
+        search_writer.update(index=index, id=relabelled, body={"doc": {"sensitivity": "public"}})
+        search_writer.indices.refresh(index=index)
+
+    def restore() -> None:
+        for i, doc in saved.items():
+            search_writer.index(index=index, id=i, body=doc)
+        search_writer.indices.refresh(index=index)
+
+    with injected(edit, restore):
+        assert_passes(CROSS + "test_search_matches_canonical")
+        assert_fails(CONTENT + "test_search_documents_match_their_derivation", "2 stale", f"{titled} (title)",
+                     f"{relabelled} (sensitivity)")
+
+
+@pytest.mark.proves(CONTENT + "test_graph_items_match_their_derivation")
+def test_graph_relationship_lost_and_property_edited(graph_writer: Any, owner_pg: Any) -> None:
+    """One item loses its LOCATED_IN links (its node intact), another's title is edited in place."""
+    unplaced = owner_pg.scalar(f"SELECT i.id FROM {PUBLISHED_ITEMS} i JOIN kfm.item_places p ON p.item_id = i.id "
+                               "ORDER BY i.id LIMIT 1")
+    titled = _item(owner_pg, "public")
+    places = [r["p"] for r in graph_writer.run("MATCH (:Item {id: $id})-[:LOCATED_IN]->(p:Place) RETURN p.id AS p",
+                                               id=unplaced)]
+    title = graph_writer.run("MATCH (i:Item {id: $id}) RETURN i.title AS t", id=titled)[0]["t"]
+    assert places, unplaced
+
+    def edit() -> None:
+        graph_writer.run("MATCH (:Item {id: $id})-[r:LOCATED_IN]->() DELETE r", id=unplaced)
+        graph_writer.run("MATCH (i:Item {id: $id}) SET i.title = 'edited in place'", id=titled)
+
+    def restore() -> None:
+        graph_writer.run("MATCH (i:Item {id: $id}) UNWIND $places AS pid MATCH (p:Place {id: pid}) "
+                         "CREATE (i)-[:LOCATED_IN]->(p)", id=unplaced, places=places)
+        graph_writer.run("MATCH (i:Item {id: $id}) SET i.title = $t", id=titled, t=title)
+
+    with injected(edit, restore):
+        assert_passes(CROSS + "test_graph_matches_canonical")
+        assert_fails(CONTENT + "test_graph_items_match_their_derivation", "2 stale", f"{unplaced} (LOCATED_IN",
+                     f"{titled} (properties.title)")
+
+
+@pytest.mark.proves(CONTENT + "test_cache_summaries_match_their_derivation")
+def test_cache_summary_values_stale_counts_right(cache_writer: Any) -> None:
+    """A summary's extent went stale; its item count (what the count check reads) is still right."""
+    key = "kfm:summary:dataset:courthouses"
+    before = cache_writer.hget(key, "extent_bbox")
+    with injected(lambda: cache_writer.hset(key, "extent_bbox", "-100,37,-99,38"),
+                  lambda: cache_writer.hset(key, "extent_bbox", before)):
+        assert_passes(CROSS + "test_cache_counts_match_canonical")
+        assert_fails(CONTENT + "test_cache_summaries_match_their_derivation", "1 stale", "courthouses (extent_bbox)")
+
+
+@pytest.mark.proves(MAP + "test_search_alias_serves_one_verified_index")
+def test_alias_serving_an_index_that_never_verified(search_writer: Any) -> None:
+    index = _live(search_writer)
+    meta = search_writer.indices.get_mapping(index=index)[index]["mappings"]["_meta"]
+    with injected(lambda: search_writer.indices.put_mapping(
+            index=index, body={"_meta": {"kfm": {**meta["kfm"], "state": "building"}}}),
+            lambda: search_writer.indices.put_mapping(index=index, body={"_meta": meta})):
+        assert_fails(MAP + "test_search_alias_serves_one_verified_index", f"serves {index}", "'building'",
+                     "not 'verified'")
