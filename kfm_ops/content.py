@@ -103,8 +103,8 @@ def graph(postgis: PostgisStore, graph: GraphStore, grid: float, *, first_n: int
                     first_n=first_n, on_diff=on_diff, reread=reread)
 
 
-def cache(summaries: list[tuple[str, Record]], actual: dict[str, Record], *, first_n: int = 10) -> ContentDiff:
-    """Each cache summary hash against the one the rebuild would write from the stats view (few: in memory)."""
-    expected = dict(summaries)
-    return _compare(sorted(expected.items()), sorted(actual.items()), store="cache summaries", first_n=first_n,
+def records(expected: dict[str, Record], actual: dict[str, Record], *, store: str,
+            first_n: int = 10) -> ContentDiff:
+    """Few records compared in memory: the cache summaries, the graph's Dataset, Activity and Place nodes."""
+    return _compare(sorted(expected.items()), sorted(actual.items()), store=store, first_n=first_n,
                     on_diff=None, reread=lambda _ids: (expected, actual))

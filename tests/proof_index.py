@@ -16,6 +16,7 @@ def _describe(item: pytest.Item) -> dict[str, object]:
     risk = item.get_closest_marker("risk")
     return {
         "proves": [m.args[0] for m in item.iter_markers("proves") if m.args],
+        "covers": sorted({pattern for m in item.iter_markers("covers") for pattern in m.args}),
         "doc": doc[0] if doc else "",
         "risk": risk.args[0] if risk and risk.args else "",
         "smoke": item.get_closest_marker("smoke") is not None,

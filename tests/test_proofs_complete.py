@@ -5,6 +5,7 @@ Regenerate the document with ``python -m tests.test_proofs_complete > docs/check
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from kfm_ops.contracts.elements import elements
 from kfm_ops.settings import SERVICES
 from tests.helpers import ROOT
 
@@ -41,6 +43,19 @@ def _checks_and_proofs(tmp: Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
     return checks, proofs
 
 
+def coverage(checks: dict[str, dict[str, Any]]) -> tuple[dict[str, list[str]], list[str]]:
+    """{contract element: the checks that cover it}, and the covers() patterns that match no element."""
+    found: dict[str, list[str]] = {e: [] for e in elements()}
+    idle = []
+    for nodeid, info in sorted(checks.items()):
+        for pattern in info["covers"]:
+            matched = fnmatch.filter(found, pattern)
+            idle += [] if matched else [f"{nodeid}: {pattern}"]
+            for element in matched:
+                found[element].append(nodeid.split("::")[-1])
+    return found, idle
+
+
 def render(checks: dict[str, dict[str, Any]], proofs: dict[str, list[str]]) -> str:
     lines = ["# The checks", "",
              "Every check in `opschecks/`, what it verifies, its risk tier, whether it is a smoke check,",
@@ -60,6 +75,12 @@ def render(checks: dict[str, dict[str, Any]], proofs: dict[str, list[str]]) -> s
                      f"{'✅' if info['smoke'] else ''} | {', '.join(info['services'])} | {proved} |")
         if nodeid == sorted(c for c in checks if c.split("/")[1] == folder)[-1]:
             lines.append("")
+    covered, _idle = coverage(checks)
+    lines += ["## Contract coverage", "",
+              f"Every element of the contracts ({len(covered)}, named by `kfm_ops/contracts/elements.py`) and the "
+              "checks that verify it (`@pytest.mark.covers`); `tests/test_proofs_complete.py` fails on an element "
+              "no check covers.", "", "| element | checks |", "|---|---|"]
+    lines += [f"| `{element}` | {', '.join(sorted(set(by)))} |" for element, by in covered.items()]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -72,6 +93,10 @@ def test_every_check_has_a_proving_test(tmp_path: Path) -> None:
     assert not missing, f"checks without a proving test: {missing}"
     undocumented = sorted(c for c, info in checks.items() if not info["doc"] or not info["risk"])
     assert not undocumented, f"checks without a docstring or a risk tier: {undocumented}"
+    covered, idle = coverage(checks)
+    uncovered = sorted(e for e, by in covered.items() if not by)
+    assert not uncovered, f"contract elements no check covers (@pytest.mark.covers): {uncovered}"
+    assert not idle, f"covers() patterns that match no contract element: {idle}"
     assert (ROOT / "docs" / "checks.md").read_text() == render(checks, proofs), \
         "docs/checks.md is out of date: python -m tests.test_proofs_complete > docs/checks.md"
 

@@ -59,6 +59,12 @@ def _proves(check: str) -> None:
         raise ValueError(f"proves() takes a check node id like 'opschecks/x.py::test_y', got {check!r}")
 
 
+def _covers(*elements: str) -> None:
+    bad = [e for e in elements if not isinstance(e, str) or e.count(":") < 1 or not e.split(":", 1)[1]]
+    if not elements or bad:
+        raise ValueError(f"covers() takes contract element patterns like 'postgis:column:*', got {bad or 'none'}")
+
+
 def _kfm_writable(*stores: str) -> None:
     unknown = [s for s in stores if s not in SERVICES]
     if unknown:
@@ -69,6 +75,8 @@ MARKERS: dict[str, tuple[str, Any]] = {
     "smoke": ("smoke: fast, cheap check run on every CI build and by `kfm-maint smoke`", None),
     "risk": ("risk(tier): cost and impact tier of a check: 'low', 'medium' or 'high'", _risk),
     "proves": ("proves(check_nodeid): this test injects the fault the named check targets", _proves),
+    "covers": ("covers(*patterns): the contract elements this check verifies (kfm_ops.contracts.elements names, "
+               "shell-style patterns)", _covers),
     "kfm_writable": ("kfm_writable(*stores): let this test open write-capable stores (kfm_writer), "
                      "only those named (all when none)", _kfm_writable),
     **{name: (f"{name}: touches the {name} service (added from the fixtures a test uses)", None)

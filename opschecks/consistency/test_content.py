@@ -16,7 +16,7 @@ import pytest
 from kfm_ops import content, derive
 from kfm_ops.compare import Diff
 from kfm_ops.consistency import GraphSide, SearchSide
-from kfm_ops.pytest_plugin.assertions import fail_with, first_n
+from kfm_ops.pytest_plugin.assertions import expect, fail_with, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.pytest_plugin.lag import expect_in_sync
 from kfm_ops.settings import Settings
@@ -27,6 +27,7 @@ from kfm_ops.stores.search import SearchStore
 
 
 @pytest.mark.risk("medium")
+@pytest.mark.covers("search:field:*")
 def test_search_documents_match_their_derivation(postgis: PostgisStore, search: SearchStore, sensitivity_grid: float,
                                                  kfm_contract: ContractLoader, kfm_settings: Settings) -> None:
     """Every search document equals, field by field, the document the reindex would write now."""
@@ -43,6 +44,7 @@ def test_search_documents_match_their_derivation(postgis: PostgisStore, search: 
 
 
 @pytest.mark.risk("medium")
+@pytest.mark.covers("graph:label:Item", "graph:property:Item.*", "graph:relationship:Item-*")
 def test_graph_items_match_their_derivation(postgis: PostgisStore, graph: GraphStore, sensitivity_grid: float,
                                             kfm_settings: Settings) -> None:
     """Every Item node equals, properties and relationships, the node the graph sync would leave now."""
@@ -59,19 +61,57 @@ def test_graph_items_match_their_derivation(postgis: PostgisStore, graph: GraphS
 
 
 @pytest.mark.risk("low")
+@pytest.mark.covers("cache:summary_field:*", "cache:index_key")
 def test_cache_summaries_match_their_derivation(postgis: PostgisStore, cache: CacheStore,
                                                 kfm_contract: ContractLoader) -> None:
-    """Every cache summary hash equals, field by field, the one the rebuild would write from the stats view."""
-    template = kfm_contract("cache")["redis"]["summary_key"]
-    expected = [(c["dataset_id"], derive.summary_record(c)) for c, _newest in derive.cache_summaries(postgis)]
+    """Every cache summary hash equals, field by field, the one the rebuild would write from the stats view; the
+    index set lists exactly the summarized datasets."""
+    redis_contract = kfm_contract("cache")["redis"]
+    template = redis_contract["summary_key"]
+    expected = {c["dataset_id"]: derive.summary_record(c) for c, _newest in derive.cache_summaries(postgis)}
     actual = {}
-    for dataset_id, _record in expected:
+    for dataset_id in expected:
         stored = dict(cache.client.hgetall(summary_key(template, dataset_id)))
         for volatile in ("built_at", "run_id"):  # the rebuild's own run, not content
             stored.pop(volatile, None)
         if stored:
             actual[dataset_id] = stored
-    result = content.cache(expected, actual, first_n=first_n())
+    index_key = redis_contract["index_key"]
+    indexed = set(cache.client.smembers(index_key))
+    expect(indexed == set(expected), f"the index set {index_key} differs from the summarized datasets",
+           cache.where(f"key {index_key}"),
+           [f"+{d}" for d in sorted(indexed - set(expected))] + [f"-{d}" for d in sorted(set(expected) - indexed)],
+           "kfm-maint cache rebuild")
+    result = content.records(expected, actual, store="cache summaries", first_n=first_n())
     if not result.diff.clean:
         fail_with(result.diff.summary(), cache.where(f"key {template}"),
                   result.stale_lines() + result.diff.missing_ids, "kfm-maint cache rebuild", total=result.diff.total)
+
+
+REFERENCE_NODES = {"Dataset": derive.DATASETS_SQL, "Activity": derive.ACTIVITIES_SQL, "Place": derive.PLACES_SQL}
+
+
+@pytest.mark.risk("low")
+@pytest.mark.covers("graph:label:Dataset", "graph:label:Activity", "graph:label:Place", "graph:property:Dataset.*",
+                    "graph:property:Activity.*", "graph:property:Place.*", "graph:relationship:Activity-USED->Dataset")
+def test_graph_reference_nodes_match_their_derivation(postgis: PostgisStore, graph: GraphStore,
+                                                      kfm_contract: ContractLoader) -> None:
+    """The Dataset, Activity and Place nodes (properties) and the USED links equal what the graph sync writes."""
+    problems: list[str] = []
+    for label, sql in REFERENCE_NODES.items():
+        properties = kfm_contract("graph")["labels"][label]["properties"]
+        expected = {r["id"]: {p: r.get(p) for p in properties} for r in postgis.dicts(sql)}
+        rows = graph.run(f"MATCH (n:{label}) RETURN n.id AS id, properties(n) AS p")
+        actual = {r["id"]: r["p"] for r in rows}
+        found = content.records(expected, actual, store=f"graph label {label}", first_n=first_n())
+        problems += [f"{label} {line}" for line in found.stale_lines()]
+        problems += [f"{label} {i} (missing)" for i in found.diff.missing_ids]
+        problems += [f"{label} {i} (orphaned)" for i in found.diff.orphaned_ids]
+    used = {(r["activity"], r["dataset"]) for r in postgis.dicts(derive.USED_SQL)}
+    linked = {(r["a"], r["d"])
+              for r in graph.run("MATCH (a:Activity)-[:USED]->(d:Dataset) RETURN a.id AS a, d.id AS d")}
+    problems += [f"USED {a} -> {d} (missing)" for a, d in sorted(used - linked)]
+    problems += [f"USED {a} -> {d} (not derived)" for a, d in sorted(linked - used)]
+    expect(not problems, f"{len(problems)} graph reference nodes or links differ from their derivation",
+           graph.where("labels Dataset, Activity, Place; USED"), problems,
+           "kfm-maint reindex --targets graph --prune")

@@ -34,6 +34,7 @@ SYNC_HINTS = {"search": "kfm-maint sync --targets search", "graph": "kfm-maint s
 
 
 @pytest.mark.risk("medium")
+@pytest.mark.covers("search:alias", "search:field:sync_*", "search:field:content_hash")
 def test_search_matches_canonical(postgis: PostgisStore, search: SearchStore, kfm_contract: ContractLoader,
                                   kfm_settings: Settings) -> None:
     """Search documents (ids, content hashes) equal the published items, but for changes still pending."""
@@ -46,6 +47,7 @@ def test_search_matches_canonical(postgis: PostgisStore, search: SearchStore, kf
 
 
 @pytest.mark.risk("medium")
+@pytest.mark.covers("graph:property:Item.sync_*", "graph:property:Item.content_hash")
 def test_graph_matches_canonical(postgis: PostgisStore, graph: GraphStore, kfm_settings: Settings) -> None:
     """Graph Item nodes (ids, content hashes) equal the published items, but for changes still pending."""
     side = GraphSide(graph)
@@ -61,6 +63,7 @@ LEFT JOIN kfm.items i ON i.dataset_id = d.id WHERE d.id = ANY(%s) GROUP BY d.id
 
 
 @pytest.mark.risk("low")
+@pytest.mark.covers("cache:summary_field:item_count", "cache:view_column:*.item_count")
 def test_cache_counts_match_canonical(postgis: PostgisStore, cache: CacheStore, kfm_contract: ContractLoader,
                                       kfm_settings: Settings) -> None:
     """Per-dataset item counts in the stats view and the Redis summaries equal the canonical counts, but for
@@ -98,6 +101,7 @@ def test_cache_counts_match_canonical(postgis: PostgisStore, cache: CacheStore, 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
 @pytest.mark.parametrize("store", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in SYNC_HINTS])
+@pytest.mark.covers("postgis:state:kfm_ops.sync_watermarks")
 def test_derived_store_is_fresh(store: str, postgis: PostgisStore, kfm_settings: Settings) -> None:
     """No canonical change the store lacks (newer than its sync watermark) is older than the freshness SLA."""
     watermark, synced_at, now = postgis.one(

@@ -16,6 +16,7 @@ SCAN_MAX_KEYS = 100_000
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("cache:view:*", "cache:view_column:*", "cache:unique_index:*")
 def test_cache_matview_populated(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Each contract materialized view exists, is populated, and has its unique index on the contract columns."""
     for view, spec in kfm_contract("cache")["materialized_views"].items():
@@ -41,6 +42,8 @@ def test_cache_matview_populated(postgis: PostgisStore, kfm_contract: ContractLo
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("cache:summary_key", "cache:summary_field:*", "cache:summary_ttl_seconds",
+                    "cache:summary_ttl_min_seconds")
 def test_cache_summary_keys(cache: CacheStore, kfm_contract: ContractLoader) -> None:
     """Every dataset summary key has a TTL within the contract bounds and all the contract fields (bounded SCAN)."""
     redis_contract = kfm_contract("cache")["redis"]
@@ -92,6 +95,7 @@ def test_cache_summary_keys(cache: CacheStore, kfm_contract: ContractLoader) -> 
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("cache:meta_key", "cache:meta_field:*")
 def test_cache_meta_hash(cache: CacheStore, kfm_contract: ContractLoader) -> None:
     """The cache meta hash (cache.json meta_key) exists with all its contract fields non-empty."""
     redis_contract = kfm_contract("cache")["redis"]

@@ -41,6 +41,7 @@ def _matches(store: str, found: Identity | None, canonical: Identity, where: str
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:state:kfm_ops.environment")
 def test_canonical_identity_stamped(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """The canonical database carries a deployment stamp whose environment is the one KFM_ENVIRONMENT names."""
     canonical = _canonical(postgis)
@@ -52,6 +53,7 @@ def test_canonical_identity_stamped(postgis: PostgisStore, kfm_settings: Setting
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("search:identity_index")
 def test_search_identity_matches(postgis: PostgisStore, search: SearchStore, kfm_contract: ContractLoader) -> None:
     """The search cluster's identity index carries the canonical deployment stamp."""
     index = kfm_contract("search")["identity_index"]
@@ -60,6 +62,7 @@ def test_search_identity_matches(postgis: PostgisStore, search: SearchStore, kfm
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("graph:identity_label")
 def test_graph_identity_matches(postgis: PostgisStore, graph: GraphStore, kfm_contract: ContractLoader) -> None:
     """The graph's one identity node carries the canonical deployment stamp."""
     label = kfm_contract("graph")["identity_label"]
@@ -68,6 +71,7 @@ def test_graph_identity_matches(postgis: PostgisStore, graph: GraphStore, kfm_co
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("cache:identity_key")
 def test_cache_identity_matches(postgis: PostgisStore, cache: CacheStore, kfm_contract: ContractLoader) -> None:
     """The cache's identity hash carries the canonical deployment stamp."""
     key = kfm_contract("cache")["redis"]["identity_key"]

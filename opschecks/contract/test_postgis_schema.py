@@ -23,6 +23,7 @@ def _tables(kfm_contract: ContractLoader) -> dict[str, Any]:
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:table:*", "postgis:column:*")
 def test_postgis_tables_and_columns(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract table exists with exactly the contract's columns and types (format_type)."""
     where = postgis.where()
@@ -45,6 +46,7 @@ def test_postgis_tables_and_columns(postgis: PostgisStore, kfm_contract: Contrac
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:geometry:*", "postgis:srid")
 def test_postgis_geometry_columns(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract geometry column is registered in geometry_columns with the contract SRID and type."""
     where = postgis.where()
@@ -65,6 +67,7 @@ def test_postgis_geometry_columns(postgis: PostgisStore, kfm_contract: ContractL
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:gist_index:*")
 def test_postgis_gist_indexes(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract geometry column has a valid GiST index (pg_index / pg_am)."""
     where = postgis.where()
@@ -84,6 +87,7 @@ def test_postgis_gist_indexes(postgis: PostgisStore, kfm_contract: ContractLoade
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:primary_key:*")
 def test_postgis_primary_keys(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every contract table has the contract's primary key, columns in order."""
     where = postgis.where()
@@ -100,6 +104,7 @@ def test_postgis_primary_keys(postgis: PostgisStore, kfm_contract: ContractLoade
 
 
 @pytest.mark.risk("medium")
+@pytest.mark.covers("postgis:srid")
 def test_postgis_geometries_valid(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every geometry in kfm.items and kfm.places is valid (ST_IsValid) and has the contract SRID."""
     srid = kfm_contract("postgis")["srid"]
@@ -117,6 +122,7 @@ def test_postgis_geometries_valid(postgis: PostgisStore, kfm_contract: ContractL
 
 
 @pytest.mark.risk("medium")
+@pytest.mark.covers("postgis:extent")
 def test_postgis_geometries_in_extent(postgis: PostgisStore, kfm_contract: ContractLoader) -> None:
     """Every geometry in kfm.items and kfm.places lies within its CRS's range and touches the declared extent.
 
@@ -149,6 +155,7 @@ def test_postgis_geometries_in_extent(postgis: PostgisStore, kfm_contract: Contr
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:migration:*", "postgis:state:kfm_ops.schema_migrations")
 def test_kfm_ops_migrations_applied(postgis: PostgisStore, kfm_settings: Settings) -> None:
     """Every kfm-ops migration is recorded in kfm_ops.schema_migrations with the checksum of its file."""
     where = postgis.where("table kfm_ops.schema_migrations")

@@ -14,6 +14,7 @@ REINDEX_HINT = "run `kfm-maint reindex --targets search` (builds a new index fro
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("search:alias", "search:dynamic", "search:field:*")
 def test_search_mapping_matches_contract(search: SearchStore, kfm_contract: ContractLoader) -> None:
     """Every index behind the alias is strict, maps geometry as geo_shape, and has exactly the contract's fields."""
     contract = kfm_contract("search")
@@ -46,8 +47,9 @@ def test_search_mapping_matches_contract(search: SearchStore, kfm_contract: Cont
 
 @pytest.mark.smoke
 @pytest.mark.risk("medium")
+@pytest.mark.covers("search:alias", "search:index_prefix", "search:meta:*")
 def test_search_alias_serves_one_verified_index(search: SearchStore, kfm_contract: ContractLoader) -> None:
-    """The alias resolves to exactly one index of the contract's prefix, marked verified (_meta.kfm.state)."""
+    """The alias resolves to one index of the contract's prefix, marked verified, with every _meta.kfm field."""
     contract = kfm_contract("search")
     alias, prefix = contract["alias"], contract["index_prefix"]
     where = search.where(f"alias {alias}")
@@ -62,3 +64,24 @@ def test_search_alias_serves_one_verified_index(search: SearchStore, kfm_contrac
     expect(state == "verified", f"alias {alias} serves {index}, whose state is {state!r}, not 'verified': it never "
            "passed a rebuild's verification", where, [index],
            hint="kfm-maint reindex rollback (the previous verified index), or kfm-maint reindex --targets search")
+    absent = [f for f in contract["meta_fields"] if not meta.get(f)]
+    expect(not absent, f"index {index} lacks _meta.kfm fields of search.json", where, absent, hint=REINDEX_HINT)
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("low")
+@pytest.mark.covers("search:setting:*")
+def test_search_index_settings_match_contract(search: SearchStore, kfm_contract: ContractLoader) -> None:
+    """The index behind the alias has the contract's settings (shards, replicas, refresh interval)."""
+    contract = kfm_contract("search")
+    alias = contract["alias"]
+    live = search.client.indices.get_settings(index=alias, params={"flat_settings": "true"})
+    differing = []
+    for index, body in sorted(live.items()):
+        have = body["settings"]
+        for name, wanted in contract["settings"].items():
+            value = have.get(f"index.{name}")
+            if str(value) != str(wanted):
+                differing.append(f"{index} {name} ({value}, contract {wanted})")
+    expect(not differing, f"{len(differing)} index settings differ from search.json", search.where(f"alias {alias}"),
+           differing, hint=REINDEX_HINT)

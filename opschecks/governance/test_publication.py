@@ -14,6 +14,7 @@ GATE_BATCH = 500
 
 
 @pytest.mark.risk("medium")
+@pytest.mark.covers("policy:item_gate.*")
 def test_published_items_pass_stac_gate(postgis: PostgisStore, policy: PolicyStore,
                                        kfm_contract: ContractLoader) -> None:
     """Every published item passes the STAC item gate of the live OPA policy (where and how: policy.json)."""
@@ -92,6 +93,7 @@ def test_published_datasets_have_license_and_publisher(postgis: PostgisStore) ->
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:state:kfm_ops.audit_ledger")
 def test_every_maintenance_run_has_an_end_record(postgis: PostgisStore) -> None:
     """No audit-ledger run is left without an end record (except runs still alive)."""
     rows = postgis.rows(

@@ -43,6 +43,7 @@ def _round(geometry: Any) -> Any:
 
 
 @pytest.mark.risk("low")
+@pytest.mark.covers("policy:sensitivity.grid_degrees")
 def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search: SearchStore,
                                                    sensitivity_grid: float,
                                                    kfm_contract: ContractLoader) -> None:
@@ -59,6 +60,7 @@ def test_restricted_geometry_generalized_in_search(postgis: PostgisStore, search
 
 
 @pytest.mark.risk("low")
+@pytest.mark.covers("policy:sensitivity.grid_degrees")
 def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: GraphStore,
                                                   sensitivity_grid: float) -> None:
     """Graph Item nodes of restricted items carry only the generalized geometry."""
@@ -73,6 +75,7 @@ def test_restricted_geometry_generalized_in_graph(postgis: PostgisStore, graph: 
 
 
 @pytest.mark.risk("low")
+@pytest.mark.covers("policy:sensitivity.grid_degrees")
 def test_restricted_extents_generalized_in_cache(postgis: PostgisStore, cache: CacheStore, sensitivity_grid: float,
                                                  kfm_contract: ContractLoader) -> None:
     """Cached extents of all-restricted datasets lie on the policy grid (no exact site bounds)."""

@@ -23,6 +23,7 @@ def test_cache_ping(cache: CacheStore) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("cache:maxmemory_policy")
 def test_cache_eviction_policy(cache: CacheStore, kfm_contract: ContractLoader) -> None:
     """maxmemory-policy (INFO memory) is one the cache contract allows."""
     allowed = kfm_contract("cache")["redis"]["maxmemory_policy"]

@@ -41,6 +41,7 @@ def test_graph_database_online(graph: GraphStore) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("graph:constraint:*")
 def test_graph_constraints_online(graph: GraphStore, kfm_contract: ContractLoader) -> None:
     """Every graph.json constraint exists and its backing index is ONLINE (not FAILED / POPULATING)."""
     where = graph.where()

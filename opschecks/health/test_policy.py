@@ -21,6 +21,7 @@ def test_policy_healthy(policy: PolicyStore) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("policy:bundle")
 def test_policy_bundle_loaded(policy: PolicyStore, kfm_contract: ContractLoader) -> None:
     """/health?bundles=true is 200 and the bundle's identity document (policy.json ``bundle``) names it."""
     where = policy.where()
@@ -38,6 +39,8 @@ def test_policy_bundle_loaded(policy: PolicyStore, kfm_contract: ContractLoader)
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("policy:item_gate.decision", "policy:item_gate.input", "policy:item_gate.allow",
+                    "policy:item_gate.deny")
 def test_policy_fail_closed(policy: PolicyStore, kfm_contract: ContractLoader) -> None:
     """The item gate (policy.json ``item_gate``) denies a malformed item and a request without input."""
     gate = ItemGate.of(kfm_contract("policy"))

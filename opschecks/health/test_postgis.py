@@ -42,6 +42,7 @@ def test_postgis_reachable(postgis: PostgisStore, kfm_settings: Settings) -> Non
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("postgis:min_server_version", "postgis:min_postgis_version")
 def test_postgis_versions(postgis: PostgisStore, kfm_settings: Settings, kfm_contract: ContractLoader) -> None:
     """PostgreSQL and PostGIS versions are at least the contract's minimums."""
     where = postgis.where()

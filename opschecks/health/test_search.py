@@ -29,6 +29,7 @@ def test_search_cluster_health(search: SearchStore) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.risk("low")
+@pytest.mark.covers("search:alias")
 def test_search_alias_single_index(search: SearchStore, kfm_contract: ContractLoader) -> None:
     """The contract alias (search.json "alias") resolves to exactly one index."""
     alias = kfm_contract("search")["alias"]

@@ -103,3 +103,59 @@ def test_alias_serving_an_index_that_never_verified(search_writer: Any) -> None:
             lambda: search_writer.indices.put_mapping(index=index, body={"_meta": meta})):
         assert_fails(MAP + "test_search_alias_serves_one_verified_index", f"serves {index}", "'building'",
                      "not 'verified'")
+
+
+@pytest.mark.proves(CONTENT + "test_graph_reference_nodes_match_their_derivation")
+def test_dataset_node_edited_and_used_link_lost(graph_writer: Any) -> None:
+    link = graph_writer.run("MATCH (a:Activity)-[:USED]->(d:Dataset) RETURN a.id AS a, d.id AS d "
+                            "ORDER BY a, d LIMIT 1")[0]
+    dataset = graph_writer.run("MATCH (d:Dataset) RETURN d.id AS id, d.title AS t ORDER BY id LIMIT 1")[0]
+
+    def edit() -> None:
+        graph_writer.run("MATCH (:Activity {id: $a})-[r:USED]->(:Dataset {id: $d}) DELETE r", **link)
+        graph_writer.run("MATCH (d:Dataset {id: $id}) SET d.title = 'edited in place'", id=dataset["id"])
+
+    def restore() -> None:
+        graph_writer.run("MATCH (a:Activity {id: $a}) MATCH (d:Dataset {id: $d}) MERGE (a)-[:USED]->(d)", **link)
+        graph_writer.run("MATCH (d:Dataset {id: $id}) SET d.title = $t", **dataset)
+
+    with injected(edit, restore):
+        assert_fails(CONTENT + "test_graph_reference_nodes_match_their_derivation",
+                     f"Dataset {dataset['id']} (title)", f"USED {link['a']} -> {link['d']} (missing)")
+
+
+GRAPH_SCHEMA = "opschecks/contract/test_graph_schema.py::"
+
+
+@pytest.mark.proves(GRAPH_SCHEMA + "test_graph_indexes_match_contract")
+def test_sync_bucket_index_dropped(graph_writer: Any) -> None:
+    with injected(lambda: graph_writer.run("DROP INDEX kfm_item_sync_bucket IF EXISTS"),
+                  lambda: graph_writer.run("CREATE INDEX kfm_item_sync_bucket IF NOT EXISTS "
+                                           "FOR (i:Item) ON (i.sync_bucket)")):
+        assert_fails(GRAPH_SCHEMA + "test_graph_indexes_match_contract", "kfm_item_sync_bucket (missing")
+
+
+@pytest.mark.proves(GRAPH_SCHEMA + "test_graph_relationships_match_contract")
+def test_reversed_and_unknown_relationships(graph_writer: Any, owner_pg: Any) -> None:
+    item = _item(owner_pg, "public")
+
+    def add() -> None:
+        graph_writer.run("MATCH (i:Item {id: $id})-[:IN_DATASET]->(d:Dataset) "
+                         "CREATE (d)-[:IN_DATASET {proof: true}]->(i)", id=item)
+        graph_writer.run("MATCH (i:Item {id: $id}) MATCH (p:Place) WITH i, p LIMIT 1 "
+                         "CREATE (i)-[:MENTIONS {proof: true}]->(p)", id=item)
+
+    with injected(add, lambda: graph_writer.run("MATCH ()-[r {proof: true}]->() DELETE r")):
+        assert_fails(GRAPH_SCHEMA + "test_graph_relationships_match_contract",
+                     ":MENTIONS from :Item (not in graph.json)",
+                     ":IN_DATASET from :Dataset to :Item (graph.json: Item -> Dataset)")
+
+
+@pytest.mark.proves(MAP + "test_search_index_settings_match_contract")
+def test_refresh_interval_changed(search_writer: Any) -> None:
+    index = _live(search_writer)
+    def interval(value: str) -> None:
+        search_writer.indices.put_settings(index=index, body={"index": {"refresh_interval": value}})
+
+    with injected(lambda: interval("30s"), lambda: interval("1s")):
+        assert_fails(MAP + "test_search_index_settings_match_contract", f"{index} refresh_interval (30s, contract 1s)")
