@@ -80,3 +80,8 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+LOCAL_PLAINTEXT = {f"KFM_{service.upper()}__ALLOW_INSECURE_TRANSPORT": "true"
+                   for service in ("postgis", "graph", "search", "cache", "policy", "llm")}
+"""For a run outside dev against the local stack's plaintext ports: the opt-out an operator would have to set."""
