@@ -92,7 +92,7 @@ class PolicyStore(Store[PolicySettings]):
             response.raise_for_status()
             body = response.json()
         if "result" not in body:
-            raise ContractViolation(f"policy document data.{path} is undefined at {self.base_url}",
+            raise ContractViolation(f"policy document data.{path.replace('/', '.')} is undefined at {self.base_url}",
                                     hint="is the KFM policy bundle loaded? (kfm_ops/contracts/policy)")
         return body["result"]
 

@@ -430,7 +430,7 @@ def test_opa_fail_open_policy(scratch_opa: Any) -> None:
     """A real OPA serving a kfm.stac policy that allows anything (not fail-closed)."""
     url = scratch_opa({"stac.rego": FAIL_OPEN_STAC, "meta.rego": META})
     assert httpx.post(f"{url}/v1/data/kfm/stac/decision", json={"input": {"item": "garbage"}}).json()["result"]["allow"]
-    assert_fails(POLICY + "test_policy_fail_closed", "not fail-closed", "malformed input", "no input",
+    assert_fails(POLICY + "test_policy_fail_closed", "not fail-closed", "a malformed item", "no input",
                  env={"KFM_POLICY__URL": url})
 
 
