@@ -81,7 +81,35 @@ def render(checks: dict[str, dict[str, Any]], proofs: dict[str, list[str]]) -> s
               "checks that verify it (`@pytest.mark.covers`); `tests/test_proofs_complete.py` fails on an element "
               "no check covers.", "", "| element | checks |", "|---|---|"]
     lines += [f"| `{element}` | {', '.join(sorted(set(by)))} |" for element, by in covered.items()]
+    lines += ["", *mutation_score()]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def mutation_score() -> list[str]:
+    """The section on bench/mutation.json: the score, and every miss by name."""
+    path = ROOT / "bench" / "mutation.json"
+    lines = ["## Mutation score", "",
+             "Faults derived from the contracts themselves (`python -m bench.mutation`): for every element a family "
+             "of small corruptions of the store that holds it, injected into the local stack, the checks of that "
+             "store run, the corruption undone. Caught = at least one check failed."]
+    if not path.is_file():
+        return [*lines, "", "Not measured yet."]
+    run = json.loads(path.read_text())
+    outcomes = run["outcomes"]
+    enforced = [o for o in outcomes if o["result"] == "enforced"]
+    missed = [o for o in outcomes if o["result"] == "missed"]
+    lines += ["", f"Measured {run['measured']} ({run['seconds'] // 60} min, elements `{run['pattern']}`): "
+              f"**{run['caught']} of {run['scored']} caught ({run['caught'] / max(run['scored'], 1):.1%})**; "
+              f"{len(enforced)} refused by the store itself (not scored); the healthy stack passed every check "
+              f"before and {'after' if run['healthy_after'] else 'NOT after'}.", ""]
+    if missed:
+        lines += ["| missed | corruption |", "|---|---|"]
+        lines += [f"| `{o['element']}` | {o['name']}{' — ' + o['note'] if o['note'] else ''} |" for o in missed]
+    else:
+        lines.append("No corruption went unnoticed.")
+    if enforced:
+        lines += ["", "Refused by the store: " + "; ".join(f"`{o['element']}` ({o['name']})" for o in enforced) + "."]
+    return lines
 
 
 def test_every_check_has_a_proving_test(tmp_path: Path) -> None:

@@ -42,13 +42,16 @@ def test_policy_bundle_loaded(policy: PolicyStore, kfm_contract: ContractLoader)
 @pytest.mark.covers("policy:item_gate.decision", "policy:item_gate.input", "policy:item_gate.allow",
                     "policy:item_gate.deny")
 def test_policy_fail_closed(policy: PolicyStore, kfm_contract: ContractLoader) -> None:
-    """The item gate (policy.json ``item_gate``) denies a malformed item and a request without input."""
+    """The item gate (policy.json ``item_gate``) denies a malformed item, saying why, and a request without input."""
     gate = ItemGate.of(kfm_contract("policy"))
+    malformed = policy.decide(gate, "garbage")
     cases = {
-        "a malformed item ('garbage')": policy.decide(gate, "garbage"),
+        "a malformed item ('garbage')": malformed,
         "no input": Decision.read(policy.data(gate.decision), gate.allow_key, gate.deny_key),
     }
     allowed = [case for case, decision in cases.items() if decision.allow]
-    expect(not allowed, f"the gate is not fail-closed: {len(allowed)} malformed requests were allowed",
-           policy.where("data." + gate.decision.replace("/", ".")), allowed,
+    where = policy.where("data." + gate.decision.replace("/", "."))
+    expect(not allowed, f"the gate is not fail-closed: {len(allowed)} malformed requests were allowed", where, allowed,
            hint="the deployed item gate must default to deny; redeploy the policy bundle")
+    expect(malformed.deny, f"the gate denies a malformed item without a reason in its {gate.deny_key!r} answer", where,
+           hint="a denial must say why (policy.json item_gate.deny names where the reasons are)")

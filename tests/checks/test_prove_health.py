@@ -434,6 +434,14 @@ def test_opa_fail_open_policy(scratch_opa: Any) -> None:
                  env={"KFM_POLICY__URL": url})
 
 
+@pytest.mark.proves(POLICY + "test_policy_fail_closed")
+def test_opa_denies_without_a_reason(scratch_opa: Any) -> None:
+    """A gate that denies everything but never says why: no reason reaches the operator."""
+    url = scratch_opa({"stac.rego": FAIL_OPEN_STAC.replace('"allow": true', '"allow": false'), "meta.rego": META})
+    assert_fails(POLICY + "test_policy_fail_closed", "denies a malformed item without a reason", "'deny'",
+                 env={"KFM_POLICY__URL": url})
+
+
 # --------------------------------------------------------------------------- LLM
 
 @pytest.mark.proves(LLM + "test_llm_model_listed")
