@@ -224,6 +224,25 @@ def render(cells: list[dict[str, Any]]) -> str:
         "the items not yet rewritten as stale; the next run converges and the check passes |",
         "| cache rebuild | mid-summaries | SIGKILL | every summary is whole (old or new): contract and count "
         "checks pass; the next run converges |",
+        "| sync (search, graph, cache) | mid-convergence, a pipeline writing | SIGKILL | the live stores stay "
+        "readable; ledger row `aborted` by the next run, which converges (`tests/test_live_production.py`) |",
+        "",
+        "## Live production: a pipeline writing while kfm-ops works",
+        "",
+        "A stand-in pipeline (`tests/pipeline.py`) writes through the owner role — updates, inserts, deletions, "
+        "one dataset retired — while `tests/test_live_production.py` runs:",
+        "",
+        "| while the pipeline writes | observed |",
+        "|---|---|",
+        "| `reindex --targets search --force` (40 writes/s) | exit 0: built and verified against one snapshot, "
+        "then convergence rounds for the changes committed meanwhile, before and after the swap |",
+        "| `reindex --targets graph --prune`, `cache rebuild` | exit 0 |",
+        "| pipeline stopped, one `kfm-maint sync` | every consistency and governance check passes; each store's "
+        "watermark is the instant of the snapshot the sync read |",
+        "| `sync` after a burst (100 writes/s, 2 s, a dataset retired) | writes only what changed: records "
+        "written ≤ changes made + the retired dataset's items |",
+        "| the full check run (20 writes/s) | zero failures on changes younger than the SLA (reported as "
+        "pending); a drift injected older than the SLA still fails its check |",
         "",
         "Locks are session-level Postgres advisory locks: a killed run's lock goes with its connection, so the",
         "next run proceeds at once.",
