@@ -84,9 +84,12 @@ def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, a
     side = GraphSide(store)
     upsert, delete, compared = _differences(reader, side, "graph label Item")
     result = Converged(compared=compared, changed_ids=upsert + delete)
-    merge_nodes(reader, store)
+    merge_nodes(reader, store, prune=True)
     linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))] if since is not None else []
-    ids = sorted(set(upsert) | set(linked))  # an item whose links alone changed keeps its content_hash
+    # an item whose links alone changed keeps its content_hash: items changed since the last sync, and items
+    # derived from one that changed or left (a derived-from link exists only between published items)
+    pointing = [r[0] for r in reader.rows(derive.DERIVED_TO_SQL, (upsert + delete,))] if upsert or delete else []
+    ids = sorted(set(upsert) | set(linked) | set(pointing))
     for part in chunks(ids, IDS_PER_QUERY):
         result.upserted += run_bounded(chunks(derive.graph_items(reader, grid, ids=part), batch),
                                        store.upsert_items, in_flight=2, name="kfm-graph")
@@ -95,14 +98,21 @@ def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, a
     for part in chunks(delete, batch):
         store.delete_items(part)
         result.deleted += len(part)
-    store.delete_datasets_except([d["id"] for d in reader.dicts(derive.DATASETS_SQL)])
     _proven(reader, side, "graph label Item", action)
     return result
 
 
-def merge_nodes(reader: PostgisStore, store: GraphStore) -> None:
-    """Datasets, activities, places and the USED links: the nodes items point at (few; merged whole)."""
-    store.merge_nodes("Dataset", reader.dicts(derive.DATASETS_SQL))
-    store.merge_nodes("Activity", reader.dicts(derive.ACTIVITIES_SQL))
-    store.merge_used(reader.dicts(derive.USED_SQL))
-    store.merge_nodes("Place", reader.dicts(derive.PLACES_SQL))
+def merge_nodes(reader: PostgisStore, store: GraphStore, *, prune: bool) -> int:
+    """Datasets, activities, places and the USED links: the nodes items point at (few; merged whole). With
+    ``prune``, those no longer derived go too (a retired dataset, its activity). Returns how many went."""
+    pruned = 0
+    for label, sql in derive.REFERENCE_SQL.items():
+        rows = reader.dicts(sql)
+        store.merge_nodes(label, rows)
+        if prune:
+            pruned += store.retain(label, [r["id"] for r in rows])
+    used = reader.dicts(derive.USED_SQL)
+    store.merge_used(used)
+    if prune:
+        pruned += store.retain_used(used)
+    return pruned

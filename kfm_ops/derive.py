@@ -76,6 +76,10 @@ SELECT l.subject, l.object FROM kfm.prov_links l
 JOIN {PUBLISHED_ITEMS} s ON s.id = l.subject JOIN {PUBLISHED_ITEMS} o ON o.id = l.object
 WHERE l.relation = 'wasDerivedFrom' ORDER BY 1, 2
 """
+# The graph's reference nodes by label: what the sync writes for each (few rows; merged whole).
+REFERENCE_SQL = {"Dataset": DATASETS_SQL, "Activity": ACTIVITIES_SQL, "Place": PLACES_SQL}
+# The items derived from any of some ids: their derived-from links change when one of those changes or leaves.
+DERIVED_TO_SQL = "SELECT DISTINCT subject FROM kfm.prov_links WHERE relation = 'wasDerivedFrom' AND object = ANY(%s)"
 DERIVED_SQL_FOR_IDS = DERIVED_SQL.replace("ORDER BY 1, 2", "AND l.subject = ANY(%s) ORDER BY 1, 2")
 SUMMARY_SQL = """
 SELECT s.dataset_id, d.title, s.item_count, s.restricted_count,

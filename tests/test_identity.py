@@ -16,7 +16,7 @@ import pytest
 
 from kfm_ops import contracts
 from tests import fingerprint
-from tests.helpers import kfm_maint
+from tests.helpers import LOCAL_PLAINTEXT, kfm_maint
 from tests.plugins.faults import injected
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
@@ -52,7 +52,8 @@ def test_an_unmarked_database_takes_no_write_until_stamped_explicitly(scratch_pg
     for args in (["sample-data", "init", "--items", "10"], ["cache", "rebuild"], ["migrate"]):
         _refused(kfm_maint(*args, env=scratch_pg), "carries no environment marker",
                  "kfm-maint migrate --environment")
-    _refused(kfm_maint("migrate", "--environment", "production", env={**scratch_pg, "KFM_ENVIRONMENT": "production"}),
+    _refused(kfm_maint("migrate", "--environment", "production",
+                       env={**scratch_pg, **LOCAL_PLAINTEXT, "KFM_ENVIRONMENT": "production"}),
              "targets production")
     unset = kfm_maint("migrate", "--environment", "dev", env={**scratch_pg, "KFM_ENVIRONMENT": ""})
     assert unset.returncode == 2 and "KFM_ENVIRONMENT" in unset.stderr, unset.stderr

@@ -64,7 +64,7 @@ def test_losing_the_lock_mid_run_stops_the_run(owner_pg: Any, search_writer: Any
         # table they need holds the run right after its bulk load, while it owns its store lock
         proc = _start("reindex", "--targets", "search", "--force", "--batch-size", "200")
         pid, run_id = _until(lambda: _control(owner_pg, "reindex-search"), proc, "the run took its lock")
-        _until(lambda: owner_pg.scalar("SELECT outcome FROM kfm_ops.audit_ledger WHERE run_id = %s", (run_id,)),
+        _until(lambda: owner_pg.rows("SELECT outcome FROM kfm_ops.audit_ledger WHERE run_id = %s", (run_id,)),
                proc, "the ledger row was written")
         blocker.execute("LOCK TABLE kfm.items IN ACCESS EXCLUSIVE MODE")
         owner_pg.execute("SELECT pg_terminate_backend(%s)", (pid,))  # an idle timeout, a failover, a pooler

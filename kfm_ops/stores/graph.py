@@ -58,10 +58,10 @@ WITH i, collect(CASE WHEN rel IS NULL THEN null ELSE [rel, ids] END) AS links
 RETURN i.id AS id, properties(i) AS p, links ORDER BY id
 """
 # The nodes items point at, keyed by id; each write sets all their contract properties.
-MERGE_NODES: dict[str, str] = {
-    "Dataset": "UNWIND $rows AS r MERGE (n:Dataset {id: r.id}) SET n += r",
-    "Activity": "UNWIND $rows AS r MERGE (n:Activity {id: r.id}) SET n += r",
-    "Place": "UNWIND $rows AS r MERGE (n:Place {id: r.id}) SET n += r",
+MERGE_NODES: dict[str, str] = {  # SET n = r: exactly the derived properties, whatever the node carried before
+    "Dataset": "UNWIND $rows AS r MERGE (n:Dataset {id: r.id}) SET n = r",
+    "Activity": "UNWIND $rows AS r MERGE (n:Activity {id: r.id}) SET n = r",
+    "Place": "UNWIND $rows AS r MERGE (n:Place {id: r.id}) SET n = r",
 }
 MERGE_USED = ("UNWIND $rows AS r MATCH (a:Activity {id: r.activity}) MATCH (d:Dataset {id: r.dataset}) "
               "MERGE (a)-[:USED]->(d)")
@@ -218,8 +218,18 @@ class GraphStore(Store[GraphSettings]):
         if ids:
             self.run("UNWIND $ids AS id MATCH (i:Item {id: id}) DETACH DELETE i", ids=ids)
 
-    def delete_datasets_except(self, ids: list[str]) -> None:
-        self.run("MATCH (d:Dataset) WHERE NOT d.id IN $ids DETACH DELETE d", ids=ids)
+    def retain(self, label: str, ids: list[str]) -> int:
+        """Delete the ``label`` nodes (Dataset, Activity, Place) whose id is not in ``ids``; return how many."""
+        if label not in MERGE_NODES:
+            raise ValueError(f"retain() is for the reference labels {sorted(MERGE_NODES)}, not {label!r}")
+        return int(self.run(f"MATCH (n:{label}) WHERE NOT n.id IN $ids DETACH DELETE n RETURN count(*) AS n",
+                            ids=ids)[0]["n"])
+
+    def retain_used(self, rows: list[dict[str, Any]]) -> int:
+        """Delete the USED links not in ``rows`` (activity, dataset); return how many."""
+        keep = [f"{r['activity']}\x00{r['dataset']}" for r in rows]
+        return int(self.run("MATCH (a:Activity)-[u:USED]->(d:Dataset) WHERE NOT a.id + '\x00' + d.id IN $keep "
+                            "DELETE u RETURN count(*) AS n", keep=keep)[0]["n"])
 
     # --- Store
     def ping(self) -> None:

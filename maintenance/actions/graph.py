@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kfm_ops import contracts, derive
+from kfm_ops import contracts, converge, derive
 from kfm_ops.consistency import graph_matches
 from kfm_ops.hub import ServiceHub
 from kfm_ops.pipeline import chunks, run_bounded
@@ -78,11 +78,8 @@ class SyncGraph:
               run: RunContext) -> dict[str, Any]:
         constraints = graph.ensure_schema(contracts.load("graph", hub.settings.contracts_dir))
         total, _newest = reader.published_count()
-        datasets = reader.dicts(derive.DATASETS_SQL)
-        graph.merge_nodes("Dataset", datasets)
-        graph.merge_nodes("Activity", reader.dicts(derive.ACTIVITIES_SQL))
-        graph.merge_used(reader.dicts(derive.USED_SQL))
-        graph.merge_nodes("Place", reader.dicts(derive.PLACES_SQL))
+        # the reference nodes items point at; with --prune, those no longer derived go (after the items below)
+        converge.merge_nodes(reader, graph, prune=False)
 
         seen = 0
 
@@ -103,15 +100,15 @@ class SyncGraph:
                               in_flight=1, name="kfm-graph", on_done=lambda _done: run.checkpoint())
         run.checkpoint()
         if self.prune:
-            orphans_left, orphans_deleted = 0, self._prune(graph, reader, [d["id"] for d in datasets])
+            orphans_left, orphans_deleted = 0, self._prune(graph, reader)
         else:
             # every published item was just MERGEd, so whatever else carries the label is an orphan
             orphans_left, orphans_deleted = max(0, graph.count("Item") - seen), 0
         return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
                 "derived_links_created": derived, "orphans_left": orphans_left, "orphans_deleted": orphans_deleted}
 
-    def _prune(self, graph: GraphStore, reader: PostgisStore, dataset_ids: list[str]) -> int:
-        """Delete the Items and Datasets the canonical store no longer publishes; return the Items deleted."""
+    def _prune(self, graph: GraphStore, reader: PostgisStore) -> int:
+        """Delete the Items and reference nodes the canonical store no longer derives; return the Items deleted."""
         pending: list[str] = []
 
         def delete_orphan(kind: str, item_id: str) -> None:
@@ -124,5 +121,5 @@ class SyncGraph:
 
         diff = graph_matches(reader, graph, store="graph", on_diff=delete_orphan)
         graph.delete_items(pending)
-        graph.delete_datasets_except(dataset_ids)
+        converge.merge_nodes(reader, graph, prune=True)
         return diff.orphaned

@@ -88,9 +88,6 @@ def test_cache_summaries_match_their_derivation(postgis: PostgisStore, cache: Ca
                   result.stale_lines() + result.diff.missing_ids, "kfm-maint cache rebuild", total=result.diff.total)
 
 
-REFERENCE_NODES = {"Dataset": derive.DATASETS_SQL, "Activity": derive.ACTIVITIES_SQL, "Place": derive.PLACES_SQL}
-
-
 @pytest.mark.risk("low")
 @pytest.mark.covers("graph:label:Dataset", "graph:label:Activity", "graph:label:Place", "graph:property:Dataset.*",
                     "graph:property:Activity.*", "graph:property:Place.*", "graph:relationship:Activity-USED->Dataset")
@@ -98,7 +95,7 @@ def test_graph_reference_nodes_match_their_derivation(postgis: PostgisStore, gra
                                                       kfm_contract: ContractLoader) -> None:
     """The Dataset, Activity and Place nodes (properties) and the USED links equal what the graph sync writes."""
     problems: list[str] = []
-    for label, sql in REFERENCE_NODES.items():
+    for label, sql in derive.REFERENCE_SQL.items():
         properties = kfm_contract("graph")["labels"][label]["properties"]
         expected = {r["id"]: {p: r.get(p) for p in properties} for r in postgis.dicts(sql)}
         rows = graph.run(f"MATCH (n:{label}) RETURN n.id AS id, properties(n) AS p")
