@@ -103,14 +103,16 @@ class Lag:
 
 
 def classify(differences: list[tuple[str, str]], postgis: PostgisStore, side: DerivedSide, *,
-             watermark: datetime | None, now: datetime, max_lag: timedelta, margin: timedelta) -> Lag:
+             watermark: datetime | None, now: datetime, max_lag: timedelta, margin: timedelta,
+             related: Callable[[list[str]], dict[str, datetime]] | None = None) -> Lag:
     """Date every difference and sort it: pending when its change is newer than the store's watermark (less a
     margin for transactions in flight at sync time) and younger than the freshness SLA; due otherwise.
 
     A missing or stale record is dated by its item (and its dataset: publishing moves the dataset's
     ``updated_at``); an orphan by its item if it still exists (its dataset was unpublished), else by the
-    dataset the derived record names (deleting an item moves its dataset's ``updated_at``). A difference
-    that cannot be dated, or a store never synced, is due.
+    dataset the derived record names (deleting an item moves its dataset's ``updated_at``). ``related`` dates
+    what else a record depends on (a graph item's derived-from targets): the later change counts. A
+    difference that cannot be dated, or a store never synced, is due.
     """
     lag = Lag(watermark)
     ids = [item_id for _kind, item_id in differences]
@@ -122,10 +124,36 @@ def classify(differences: list[tuple[str, str]], postgis: PostgisStore, side: De
         owners = side.dataset_ids(gone)
         dataset_times = postgis.dataset_times(sorted(set(owners.values())))
         times.update({i: dataset_times[d] for i, d in owners.items() if d in dataset_times})
+    if related is not None:
+        others = related([item_id for kind, item_id in differences if kind != "orphaned"])
+        times.update({i: max(t, times[i]) if i in times else t for i, t in others.items()})
     for kind, item_id in differences:
         (lag.pending if pending(times.get(item_id), watermark=watermark, now=now, max_lag=max_lag, margin=margin)
          else lag.due)[kind].append(item_id)
     return lag
+
+
+def derived_link_times(postgis: PostgisStore, graph: GraphStore, ids: list[str]) -> dict[str, datetime]:
+    """When the derived-from links of each of ``ids`` last changed: the newest change among the items it points
+    at, as the graph still has them (a target since deleted or unpublished: its dataset dates it) or as the
+    canonical store has them (a target published since)."""
+    targets: dict[str, dict[str, str | None]] = {}
+    for row in graph.run("UNWIND $ids AS id MATCH (:Item {id: id})-[:WAS_DERIVED_FROM]->(t:Item) "
+                         "RETURN id, t.id AS t, t.dataset_id AS d", ids=ids):
+        targets.setdefault(row["id"], {})[row["t"]] = row["d"]
+    for subject, target, dataset in postgis.rows(
+            "SELECT l.subject, l.object, o.dataset_id FROM kfm.prov_links l LEFT JOIN kfm.items o ON o.id = l.object "
+            "WHERE l.relation = 'wasDerivedFrom' AND l.subject = ANY(%s)", (ids,)):
+        targets.setdefault(subject, {}).setdefault(target, dataset)
+    items = postgis.change_times(sorted({t for found in targets.values() for t in found}))
+    datasets = postgis.dataset_times(sorted({d for found in targets.values() for d in found.values() if d}))
+    times: dict[str, datetime] = {}
+    for subject, found in targets.items():
+        dated = [items.get(t) or (datasets.get(d) if d else None) for t, d in found.items()]
+        known = [t for t in dated if t is not None]
+        if known:
+            times[subject] = max(known)
+    return times
 
 
 def pending(changed: datetime | None, *, watermark: datetime | None, now: datetime, max_lag: timedelta,

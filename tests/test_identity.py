@@ -39,7 +39,7 @@ def scratch_pg(scratch_postgres: Any) -> Iterator[dict[str, str]]:
     user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
     dsn = f"postgresql://{user}@127.0.0.1:{port}/postgres"
     yield {"KFM_POSTGIS__DSN": dsn, "KFM_POSTGIS__PASSWORD": "", "KFM_POSTGIS__WRITE_DSN": dsn,
-           "KFM_POSTGIS__WRITE_PASSWORD": "scratch-unused"}
+           "KFM_POSTGIS__WRITE_PASSWORD": "scratch-unused", **LOCAL_PLAINTEXT}  # staging/production steps too
 
 
 def _refused(proc: Any, *needles: str) -> None:
@@ -53,7 +53,7 @@ def test_an_unmarked_database_takes_no_write_until_stamped_explicitly(scratch_pg
         _refused(kfm_maint(*args, env=scratch_pg), "carries no environment marker",
                  "kfm-maint migrate --environment")
     _refused(kfm_maint("migrate", "--environment", "production",
-                       env={**scratch_pg, **LOCAL_PLAINTEXT, "KFM_ENVIRONMENT": "production"}),
+                       env={**scratch_pg, "KFM_ENVIRONMENT": "production"}),
              "targets production")
     unset = kfm_maint("migrate", "--environment", "dev", env={**scratch_pg, "KFM_ENVIRONMENT": ""})
     assert unset.returncode == 2 and "KFM_ENVIRONMENT" in unset.stderr, unset.stderr

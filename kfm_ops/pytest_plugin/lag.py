@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kfm_ops.compare import Diff
 from kfm_ops.consistency import DerivedSide, Lag, classify
@@ -28,11 +28,13 @@ class PendingChanges(UserWarning):
 
 def expect_in_sync(store: str, compared: Callable[[Callable[[str, str], None]], Diff], postgis: PostgisStore,
                    side: DerivedSide, settings: Settings, where: str, hint: str, *, metric: str = "consistency_items",
-                   details: Callable[[], list[str]] | None = None) -> None:
+                   details: Callable[[], list[str]] | None = None,
+                   related: Callable[[list[str]], dict[str, datetime]] | None = None) -> None:
     """Fail on the differences ``compared(on_diff)`` finds that are due; report the pending ones.
 
     ``store`` names the watermark (search, graph, cache); ``details`` lines replace the ids in a
-    failure (the differing fields of stale records)."""
+    failure (the differing fields of stale records); ``related`` dates what records depend on
+    (:func:`kfm_ops.consistency.classify`)."""
     __tracebackhide__ = True
     differences: list[tuple[str, str]] = []
     diff = compared(lambda kind, i: differences.append((kind, i)) if len(differences) < CLASSIFY_MAX else None)
@@ -43,7 +45,7 @@ def expect_in_sync(store: str, compared: Callable[[Callable[[str, str], None]], 
                                  (store,))
     lag = classify(differences if diff.total <= CLASSIFY_MAX else [], postgis, side, watermark=watermark, now=now,
                    max_lag=timedelta(seconds=settings.checks.max_freshness_lag_seconds),
-                   margin=timedelta(seconds=settings.checks.transaction_margin_seconds))
+                   margin=timedelta(seconds=settings.checks.transaction_margin_seconds), related=related)
     _figures(metric, store, diff, lag if diff.total <= CLASSIFY_MAX else None)
     pending = lag.pending_count
     if pending:
