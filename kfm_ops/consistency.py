@@ -39,6 +39,8 @@ class DerivedSide(Protocol):
 
     def dataset_ids(self, ids: list[str]) -> dict[str, str]: ...
 
+    def datasets_present(self, dataset_ids: list[str]) -> set[str]: ...
+
 
 @dataclass
 class SearchSide:
@@ -54,6 +56,9 @@ class SearchSide:
     def dataset_ids(self, ids: list[str]) -> dict[str, str]:
         return search_reading.dataset_ids(self.search.client, self.index, ids)
 
+    def datasets_present(self, dataset_ids: list[str]) -> set[str]:
+        return search_reading.datasets_present(self.search.client, self.index, dataset_ids)
+
 
 @dataclass
 class GraphSide:
@@ -67,6 +72,9 @@ class GraphSide:
 
     def dataset_ids(self, ids: list[str]) -> dict[str, str]:
         return self.graph.dataset_ids(ids)
+
+    def datasets_present(self, dataset_ids: list[str]) -> set[str]:
+        return self.graph.datasets_present(dataset_ids)
 
 
 def bucket_compare(postgis: PostgisStore, side: DerivedSide, *, store: str, first_n: int = 10,
@@ -108,22 +116,32 @@ def classify(differences: list[tuple[str, str]], postgis: PostgisStore, side: De
     """Date every difference and sort it: pending when its change is newer than the store's watermark (less a
     margin for transactions in flight at sync time) and younger than the freshness SLA; due otherwise.
 
-    A missing or stale record is dated by its item (and its dataset: publishing moves the dataset's
-    ``updated_at``); an orphan by its item if it still exists (its dataset was unpublished), else by the
-    dataset the derived record names (deleting an item moves its dataset's ``updated_at``). ``related`` dates
-    what else a record depends on (a graph item's derived-from targets): the later change counts. A
-    difference that cannot be dated, or a store never synced, is due.
+    A stale record is dated by its item's ``updated_at``; a missing one too, or by its dataset's when the
+    store holds none of that dataset's records (the dataset was just published: a deletion elsewhere in a
+    dataset the store has also moves its ``updated_at``, and must not excuse an old gap); an orphan by its
+    dataset (unpublished, retired, or one of its items deleted), found through the canonical item or, if
+    that is gone, the dataset the derived record names. ``related`` dates what else a record depends on (a
+    graph item's derived-from targets): the later change counts. A difference that cannot be dated, or a
+    store never synced, is due.
     """
     lag = Lag(watermark)
     ids = [item_id for _kind, item_id in differences]
-    times: dict[str, datetime] = {}
+    known: dict[str, tuple[datetime, str, datetime]] = {}
     for start in range(0, len(ids), 10_000):
-        times.update(postgis.change_times(ids[start:start + 10_000]))
-    gone = [item_id for kind, item_id in differences if kind == "orphaned" and item_id not in times]
-    if gone:
-        owners = side.dataset_ids(gone)
-        dataset_times = postgis.dataset_times(sorted(set(owners.values())))
-        times.update({i: dataset_times[d] for i, d in owners.items() if d in dataset_times})
+        known.update(postgis.item_times(ids[start:start + 10_000]))
+    missing_datasets = sorted({known[i][1] for kind, i in differences if kind == "missing" and i in known})
+    published_now = set(missing_datasets) - side.datasets_present(missing_datasets) if missing_datasets else set()
+    gone = [item_id for kind, item_id in differences if kind == "orphaned" and item_id not in known]
+    owners = side.dataset_ids(gone) if gone else {}
+    dataset_times = postgis.dataset_times(sorted(set(owners.values()))) if owners else {}
+    times: dict[str, datetime] = {}
+    for kind, item_id in differences:
+        if item_id in known:
+            item_changed, dataset, dataset_changed = known[item_id]
+            explained = kind == "orphaned" or (kind == "missing" and dataset in published_now)
+            times[item_id] = max(item_changed, dataset_changed) if explained else item_changed
+        elif item_id in owners and owners[item_id] in dataset_times:
+            times[item_id] = dataset_times[owners[item_id]]
     if related is not None:
         others = related([item_id for kind, item_id in differences if kind != "orphaned"])
         times.update({i: max(t, times[i]) if i in times else t for i, t in others.items()})

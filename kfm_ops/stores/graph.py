@@ -164,6 +164,12 @@ class GraphStore(Store[GraphSettings]):
                 return
             after = rows[-1]["id"]
 
+    def datasets_present(self, dataset_ids: list[str]) -> set[str]:
+        """Which of ``dataset_ids`` have at least one Item node."""
+        rows = self.run("MATCH (d:Dataset) WHERE d.id IN $ids AND EXISTS { (:Item)-[:IN_DATASET]->(d) } "
+                        "RETURN d.id AS d", ids=dataset_ids)  # a degree lookup per dataset, not an item scan
+        return {r["d"] for r in rows}
+
     def dataset_ids(self, ids: list[str]) -> dict[str, str]:
         """The dataset_id each Item node of ``ids`` carries."""
         rows = self.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.dataset_id AS d", ids=ids)

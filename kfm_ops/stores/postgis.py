@@ -233,6 +233,12 @@ class PostgisStore(Store[PostgisSettings]):
         yield from self.stream(f"SELECT id, content_hash FROM (SELECT id, content_hash, {_BUCKET_COLUMNS} "
                                f"FROM {PUBLISHED_ITEMS}) x WHERE b = ANY(%s) ORDER BY id COLLATE \"C\"", (buckets,))
 
+    def item_times(self, ids: list[str]) -> dict[str, tuple[datetime, str, datetime]]:
+        """(item ``updated_at``, dataset id, dataset ``updated_at``) of each item of ``ids`` still in ``kfm.items``."""
+        return {r[0]: (r[1], r[2], r[3]) for r in self.rows(
+            "SELECT i.id, i.updated_at, d.id, d.updated_at FROM kfm.items i JOIN kfm.datasets d ON d.id = i.dataset_id "
+            "WHERE i.id = ANY(%s)", (ids,))}
+
     def change_times(self, ids: list[str]) -> dict[str, datetime]:
         """When each item of ``ids`` last changed as the contract dates it: the later of its own ``updated_at``
         and its dataset's (a dataset's ``updated_at`` moves when it is published, unpublished or retired, and

@@ -164,6 +164,15 @@ def pairs_in_buckets(client: OpenSearch, index: str, buckets: list[int], *, batc
         client.delete_pit(body={"pit_id": [pit]})
 
 
+def datasets_present(client: OpenSearch, index: str, dataset_ids: list[str]) -> set[str]:
+    """Which of ``dataset_ids`` have at least one document in ``index``."""
+    found = client.search(index=index, body={"size": 0, "track_total_hits": False,
+                                             "query": {"terms": {"dataset_id": dataset_ids}},
+                                             "aggs": {"d": {"terms": {"field": "dataset_id",
+                                                                      "size": max(len(dataset_ids), 1)}}}})
+    return {b["key"] for b in found["aggregations"]["d"]["buckets"]}
+
+
 def dataset_ids(client: OpenSearch, index: str, ids: list[str]) -> dict[str, str]:
     """The dataset_id each document of ``ids`` carries."""
     found: dict[str, str] = {}
