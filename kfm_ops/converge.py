@@ -87,9 +87,12 @@ def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, a
     merge_nodes(reader, store, prune=True)
     linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))] if since is not None else []
     # an item whose links alone changed keeps its content_hash: items changed since the last sync, and items
-    # derived from one that changed or left (a derived-from link exists only between published items)
-    pointing = [r[0] for r in reader.rows(derive.DERIVED_TO_SQL, (upsert + delete,))] if upsert or delete else []
-    ids = sorted(set(upsert) | set(linked) | set(pointing))
+    # derived from one that changed or left (a derived-from link exists only between published items) — as the
+    # canonical store links them, and as the graph does (a deleted item's links are gone from the canonical store)
+    changed = upsert + delete
+    pointing = set(store.derived_from_any(changed)) if changed else set()
+    pointing |= {r[0] for r in reader.rows(derive.DERIVED_TO_SQL, (changed,))} if changed else set()
+    ids = sorted((set(upsert) | set(linked) | pointing) - set(delete))
     for part in chunks(ids, IDS_PER_QUERY):
         result.upserted += run_bounded(chunks(derive.graph_items(reader, grid, ids=part), batch),
                                        store.upsert_items, in_flight=2, name="kfm-graph")

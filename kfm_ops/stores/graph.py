@@ -164,6 +164,12 @@ class GraphStore(Store[GraphSettings]):
                 return
             after = rows[-1]["id"]
 
+    def derived_from_any(self, ids: list[str]) -> list[str]:
+        """The Item nodes with a WAS_DERIVED_FROM link to any of ``ids`` (as the graph has them now)."""
+        rows = self.run("UNWIND $ids AS id MATCH (s:Item)-[:WAS_DERIVED_FROM]->(:Item {id: id}) "
+                        "RETURN DISTINCT s.id AS s", ids=ids)
+        return [r["s"] for r in rows]
+
     def datasets_present(self, dataset_ids: list[str]) -> set[str]:
         """Which of ``dataset_ids`` have at least one Item node."""
         rows = self.run("MATCH (d:Dataset) WHERE d.id IN $ids AND EXISTS { (:Item)-[:IN_DATASET]->(d) } "
