@@ -96,8 +96,10 @@ def test_cache_summaries_match_their_derivation(postgis: PostgisStore, cache: Ca
                     "graph:property:Activity.*", "graph:property:Place.*", "graph:relationship:Activity-USED->Dataset")
 def test_graph_reference_nodes_match_their_derivation(postgis: PostgisStore, graph: GraphStore,
                                                       kfm_contract: ContractLoader, kfm_settings: Settings) -> None:
-    """The Dataset, Activity and Place nodes (properties) and the USED links equal what the graph sync writes, but
-    for changes still pending (a dataset published or retired after the graph's last sync, within the SLA)."""
+    """The Dataset, Activity and Place nodes and the USED links equal what the graph sync writes (pending aside).
+
+    Pending: a dataset published or retired after the graph's last sync, within the freshness SLA.
+    """
     problems: list[tuple[str, set[str]]] = []  # (what differs, the datasets whose change dates it)
     used = {(r["activity"], r["dataset"]) for r in postgis.dicts(derive.USED_SQL)}
     linked = {(r["a"], r["d"])
