@@ -33,7 +33,7 @@ from kfm_ops.stores.search import reading as search_reading
 class DerivedSide(Protocol):
     """What a derived store offers the bucket comparison."""
 
-    def digests(self) -> buckets.Digests: ...
+    def digests(self, which: list[int] | None = None) -> buckets.Digests: ...
 
     def pairs(self, which: list[int]) -> Iterator[Pair]: ...
 
@@ -47,8 +47,8 @@ class SearchSide:
     search: SearchStore
     index: str
 
-    def digests(self) -> buckets.Digests:
-        return search_reading.bucket_digests(self.search.client, self.index)
+    def digests(self, which: list[int] | None = None) -> buckets.Digests:
+        return search_reading.bucket_digests(self.search.client, self.index, which)
 
     def pairs(self, which: list[int]) -> Iterator[Pair]:
         return search_reading.pairs_in_buckets(self.search.client, self.index, which)
@@ -64,8 +64,8 @@ class SearchSide:
 class GraphSide:
     graph: GraphStore
 
-    def digests(self) -> buckets.Digests:
-        return self.graph.bucket_digests()
+    def digests(self, which: list[int] | None = None) -> buckets.Digests:
+        return self.graph.bucket_digests(which)
 
     def pairs(self, which: list[int]) -> Iterator[Pair]:
         return self.graph.pairs_in_buckets(which)
@@ -78,12 +78,17 @@ class GraphSide:
 
 
 def bucket_compare(postgis: PostgisStore, side: DerivedSide, *, store: str, first_n: int = 10,
-                   on_diff: Callable[[str, str], None] | None = None) -> Diff:
-    """Compare through bucket digests; merge id by id only the buckets that differ."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-buckets") as pool:
-        canonical_future = pool.submit(postgis.bucket_digests)  # both engines sum at the same time
+                   on_diff: Callable[[str, str], None] | None = None, canonical: buckets.Digests | None = None,
+                   derived: buckets.Digests | None = None) -> Diff:
+    """Compare through bucket digests; merge id by id only the buckets that differ. ``canonical``, ``derived``:
+    digests the caller has already (one snapshot, several stores)."""
+    if canonical is None:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-buckets") as pool:
+            canonical_future = pool.submit(postgis.bucket_digests)  # both engines sum at the same time
+            derived = side.digests() if derived is None else derived
+            canonical = canonical_future.result()
+    elif derived is None:
         derived = side.digests()
-        canonical = canonical_future.result()
     differing = buckets.differing(canonical, derived)
     if not differing:
         return Diff(store=store, first_n=first_n, compared=buckets.total(canonical))

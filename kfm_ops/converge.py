@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfm_ops import derive
+from kfm_ops import buckets, derive
+from kfm_ops.buckets import Digests
+from kfm_ops.compare import compare
 from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare
 from kfm_ops.errors import ActionFailed
 from kfm_ops.pipeline import chunks, run_bounded
@@ -43,46 +45,70 @@ class Converged:
         return {"compared": self.compared, "upserted": self.upserted, "deleted": self.deleted}
 
 
-def _differences(reader: PostgisStore, side: SearchSide | GraphSide, store: str) -> tuple[list[str], list[str], int]:
-    """(ids to derive again, ids to delete, records compared) against the reader's snapshot."""
+class Snapshot:
+    """The canonical side of one snapshot: its bucket digests, computed once for every store synced to it."""
+
+    def __init__(self, reader: PostgisStore) -> None:
+        self.reader = reader
+        self._digests: Digests | None = None
+
+    @property
+    def digests(self) -> Digests:
+        if self._digests is None:
+            self._digests = self.reader.bucket_digests()
+        return self._digests
+
+
+def _differences(snapshot: Snapshot, side: SearchSide | GraphSide,
+                 store: str) -> tuple[list[str], list[str], int, list[int]]:
+    """(ids to derive again, ids to delete, records compared, buckets that differ) against the snapshot."""
     upsert: list[str] = []
     delete: list[str] = []
 
     def note(kind: str, item_id: str) -> None:
         (delete if kind == "orphaned" else upsert).append(item_id)
 
-    diff = bucket_compare(reader, side, store=store, on_diff=note)
-    return upsert, delete, diff.compared
+    derived = side.digests()
+    diff = bucket_compare(snapshot.reader, side, store=store, on_diff=note, canonical=snapshot.digests,
+                          derived=derived)
+    return upsert, delete, diff.compared, buckets.differing(snapshot.digests, derived)
 
 
-def _proven(reader: PostgisStore, side: SearchSide | GraphSide, store: str, action: str) -> None:
-    diff = bucket_compare(reader, side, store=store)
-    if not diff.clean:
-        raise ActionFailed(action, "verify", diff.summary(),
+def _proven(snapshot: Snapshot, side: SearchSide | GraphSide, touched: list[int], store: str, action: str) -> None:
+    """The buckets this run wrote now equal the snapshot (the others did before, and were not written)."""
+    if not touched:
+        return
+    after = side.digests(touched)
+    still = [b for b in touched if snapshot.digests.get(b) != after.get(b)]
+    if still:
+        diff = compare(snapshot.reader.pairs_in_buckets(still), side.pairs(still), store=store)
+        raise ActionFailed(action, "verify", diff.summary() if not diff.clean else f"{len(still)} buckets differ",
                            hint="the store still differs from the snapshot it was synced to; re-run")
 
 
 def search(reader: PostgisStore, store: SearchStore, index: str, grid: float, loader: BulkLoader, *, action: str,
-           checkpoint: Callable[[], None]) -> Converged:
+           checkpoint: Callable[[], None], snapshot: Snapshot | None = None) -> Converged:
     """Make ``index`` equal the reader's snapshot: derive again what differs, delete orphans, prove it."""
+    snapshot = snapshot or Snapshot(reader)
     side = SearchSide(store, index)
     store.client.indices.refresh(index=index)
-    upsert, delete, compared = _differences(reader, side, f"search index {index}")
+    upsert, delete, compared, touched = _differences(snapshot, side, f"search index {index}")
     result = Converged(compared=compared, changed_ids=upsert + delete)
     for ids in chunks(upsert, IDS_PER_QUERY):
         result.upserted += loader.load(derive.search_documents(reader, grid, ids=ids))
         checkpoint()
     result.deleted = loader.delete(delete)
     store.client.indices.refresh(index=index)
-    _proven(reader, side, f"search index {index}", action)
+    _proven(snapshot, side, touched, f"search index {index}", action)
     return result
 
 
 def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, action: str,
-          checkpoint: Callable[[], None], since: Any = None) -> Converged:
+          checkpoint: Callable[[], None], since: Any = None, snapshot: Snapshot | None = None) -> Converged:
     """Make the graph's Items equal the reader's snapshot (links of items changed ``since`` too); prove it."""
+    snapshot = snapshot or Snapshot(reader)
     side = GraphSide(store)
-    upsert, delete, compared = _differences(reader, side, "graph label Item")
+    upsert, delete, compared, touched = _differences(snapshot, side, "graph label Item")
     result = Converged(compared=compared, changed_ids=upsert + delete)
     merge_nodes(reader, store, prune=True)
     linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))] if since is not None else []
@@ -101,7 +127,7 @@ def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, a
     for part in chunks(delete, batch):
         store.delete_items(part)
         result.deleted += len(part)
-    _proven(reader, side, "graph label Item", action)
+    _proven(snapshot, side, touched, "graph label Item", action)
     return result
 
 

@@ -137,10 +137,12 @@ class GraphStore(Store[GraphSettings]):
                 yield row["id"], row["h"] or ""
             after = rows[-1]["id"]
 
-    def bucket_digests(self) -> Digests:
-        """Per bucket of the Item nodes: (count, sum of sync_h1, sum of sync_h2), summed by Neo4j."""
-        rows = self.run("MATCH (i:Item) RETURN i.sync_bucket AS b, count(*) AS n, sum(i.sync_h1) AS h1, "
-                        "sum(i.sync_h2) AS h2")
+    def bucket_digests(self, which: list[int] | None = None) -> Digests:
+        """Per bucket of the Item nodes (of the buckets ``which`` only, when given: an index finds them):
+        (count, sum of sync_h1, sum of sync_h2), summed by Neo4j."""
+        where = "WHERE i.sync_bucket IN $which " if which is not None else ""
+        rows = self.run(f"MATCH (i:Item) {where}RETURN i.sync_bucket AS b, count(*) AS n, sum(i.sync_h1) AS h1, "
+                        "sum(i.sync_h2) AS h2", which=which)
         return {(-1 if r["b"] is None else int(r["b"])): (int(r["n"]), int(r["h1"]), int(r["h2"])) for r in rows}
 
     def pairs_in_buckets(self, buckets: list[int]) -> Iterator[tuple[str, str]]:

@@ -84,18 +84,20 @@ class Sync:
             grid = derive.grid_degrees(hub.policy(), hub.settings.contracts_dir)
             graph_since = control.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'graph'")
             with reader.snapshot() as instant:
+                snapshot = converge.Snapshot(reader)  # its digests: computed once for both stores
                 if "search" in self.targets and plan.details.live_index:
                     search = hub.search(write=True)
                     loader = BulkLoader(search.client, plan.details.live_index, action=self.name,
                                         batch_size=BULK_DOCS, in_flight=BULK_IN_FLIGHT)
                     counts["search"] = converge.search(reader, search, plan.details.live_index, grid, loader,
-                                                       action=self.name, checkpoint=run.checkpoint).as_dict()
+                                                       action=self.name, checkpoint=run.checkpoint,
+                                                       snapshot=snapshot).as_dict()
                     watermarks["search"] = instant
                 if "graph" in self.targets:
                     since = graph_since - TRANSACTION_MARGIN if graph_since else None
                     counts["graph"] = converge.graph(reader, hub.graph(write=True), grid, batch=self.batch,
                                                      action=self.name, checkpoint=run.checkpoint,
-                                                     since=since).as_dict()
+                                                     since=since, snapshot=snapshot).as_dict()
                     watermarks["graph"] = instant
         for store, instant in watermarks.items():
             control.record_watermark(store, instant, run.run_id)

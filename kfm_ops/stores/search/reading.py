@@ -138,13 +138,16 @@ def _index_order_pairs(client: OpenSearch, pit: str, lo: int, hi: int | None, *,
         yield pair
 
 
-def bucket_digests(client: OpenSearch, index: str) -> Digests:
-    """Per bucket of the documents: (count, sum of sync_h1, sum of sync_h2), summed by OpenSearch (no script)."""
-    found = client.search(index=index, body={
+def bucket_digests(client: OpenSearch, index: str, which: list[int] | None = None) -> Digests:
+    """Per bucket of the documents (of the buckets ``which`` only, when given): (count, sum of sync_h1, sum of
+    sync_h2), summed by OpenSearch (no script)."""
+    body: dict[str, Any] = {
         "size": 0, "track_total_hits": False,
         "aggs": {"b": {"terms": {"field": "sync_bucket", "size": BUCKETS, "missing": -1},
-                       "aggs": {"h1": {"sum": {"field": "sync_h1"}}, "h2": {"sum": {"field": "sync_h2"}}}}}},
-        params={"request_cache": "false"})
+                       "aggs": {"h1": {"sum": {"field": "sync_h1"}}, "h2": {"sum": {"field": "sync_h2"}}}}}}
+    if which is not None:
+        body["query"] = {"terms": {"sync_bucket": which}}
+    found = client.search(index=index, body=body, params={"request_cache": "false"})
     return {int(b["key"]): (int(b["doc_count"]), int(b["h1"]["value"]), int(b["h2"]["value"]))
             for b in found["aggregations"]["b"]["buckets"]}
 
