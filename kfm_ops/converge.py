@@ -10,6 +10,7 @@ digest comparison proves the store now equals the snapshot.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ class Converged:
     upserted: int = 0
     deleted: int = 0
     changed_ids: list[str] = field(default_factory=list)
+    finding_s: float = 0.0  # comparing digests with the snapshot: the catalog's size sets it, not the changes
 
     @property
     def changes(self) -> int:
@@ -91,9 +93,10 @@ def search(reader: PostgisStore, store: SearchStore, index: str, grid: float, lo
     """Make ``index`` equal the reader's snapshot: derive again what differs, delete orphans, prove it."""
     snapshot = snapshot or Snapshot(reader)
     side = SearchSide(store, index)
+    started = time.monotonic()
     store.client.indices.refresh(index=index)
     upsert, delete, compared, touched = _differences(snapshot, side, f"search index {index}")
-    result = Converged(compared=compared, changed_ids=upsert + delete)
+    result = Converged(compared=compared, changed_ids=upsert + delete, finding_s=time.monotonic() - started)
     for ids in chunks(upsert, IDS_PER_QUERY):
         result.upserted += loader.load(derive.search_documents(reader, grid, ids=ids))
         checkpoint()
@@ -108,8 +111,9 @@ def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, a
     """Make the graph's Items equal the reader's snapshot (links of items changed ``since`` too); prove it."""
     snapshot = snapshot or Snapshot(reader)
     side = GraphSide(store)
+    started = time.monotonic()
     upsert, delete, compared, touched = _differences(snapshot, side, "graph label Item")
-    result = Converged(compared=compared, changed_ids=upsert + delete)
+    result = Converged(compared=compared, changed_ids=upsert + delete, finding_s=time.monotonic() - started)
     merge_nodes(reader, store, prune=True)
     linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))] if since is not None else []
     # an item whose links alone changed keeps its content_hash: items changed since the last sync, and items

@@ -26,10 +26,14 @@ from kfm_ops.stores.search.bulk import BUILD_SETTINGS, BULK_DOCS, BULK_IN_FLIGHT
 from kfm_ops.stores.search.indices import discard, mark, point_alias, prune, search_state
 from maintenance.action import Plan, RunContext
 
-# After the build, rounds bring the new index to newer snapshots until a round finds at most
-# CONVERGED changes (then the swap, and one round more right after it).
-MAX_ROUNDS = 5
+# After the build, rounds bring the new index to newer snapshots (then the swap, and one round more
+# right after it). A round that finds at most CONVERGED changes ends them. So does a backlog that stopped
+# shrinking (a round found at least STEADY times what the one before did) while the rounds write the
+# changes far faster than the pipelines make them: each round pays a fixed cost to find the differences
+# in the whole catalog, and what the pipelines write meanwhile is all another round would find again.
+MAX_ROUNDS = 6
 CONVERGED = 200
+STEADY = 0.8
 
 
 def _contract(hub: ServiceHub) -> dict[str, Any]:
@@ -162,21 +166,25 @@ class ReindexSearch:
         canonical store changes faster than the rounds catch up (naming both rates)."""
         rounds: list[int] = []
         previous = built_at
+        written = applied = 0.0
         for _ in range(MAX_ROUNDS):
             started = time.monotonic()
             with reader.snapshot() as instant:
                 done = converge.search(reader, search, index, grid, loader, action=self.name,
                                        checkpoint=run.checkpoint)
             rounds.append(done.changes)
-            log.get_logger().info("reindex.round", changes=done.changes, since_s=(instant - previous).total_seconds())
-            if done.changes <= CONVERGED:
-                return rounds, instant
+            writing_s = max(time.monotonic() - started - done.finding_s, 0.001)
             written = done.changes / max((instant - previous).total_seconds(), 0.001)
-            synced = done.changes / max(time.monotonic() - started, 0.001)
+            applied = done.changes / writing_s
+            log.get_logger().info("reindex.round", changes=done.changes, since_s=(instant - previous).total_seconds(),
+                                  finding_s=round(done.finding_s, 3), writing_s=round(writing_s, 3))
+            steady = len(rounds) > 1 and done.changes >= STEADY * rounds[-2] and applied >= 2 * written
+            if done.changes <= CONVERGED or steady:
+                return rounds, instant
             previous = instant
-        raise ActionFailed(self.name, "converge", f"still {rounds[-1]} changes after {MAX_ROUNDS} rounds "
+        raise ActionFailed(self.name, "converge", f"still {rounds[-1]} changes after {len(rounds)} rounds "
                            f"({', '.join(map(str, rounds))}): the canonical store changes at ~{written:.0f}/s, the "
-                           f"rounds apply ~{synced:.0f}/s", hint="the live alias was not touched; re-run when the "
+                           f"rounds write ~{applied:.0f}/s", hint="the live alias was not touched; re-run when the "
                            "pipelines write less, or rely on kfm-maint sync between rebuilds")
 
 
