@@ -61,10 +61,11 @@ class Sync:
             differing["search"] = len(buckets.differing(canonical, SearchSide(hub.search(), live).digests()))
         if "graph" in self.targets:
             differing["graph"] = len(buckets.differing(canonical, GraphSide(hub.graph()).digests()))
-        changed = sum(differing.values())
+        per_store = ", ".join(f"{n} in {t}" for t, n in differing.items())
         return Plan(
-            what=f"sync {', '.join(self.targets)} with the canonical store: {changed} of "
-                 f"{buckets.BUCKETS} buckets differ" + (" (and the cache)" if "cache" in self.targets else ""),
+            what=f"sync {', '.join(self.targets)} with the canonical store"
+                 + (f": of {buckets.BUCKETS} buckets, {per_store} differ" if differing else "")
+                 + (" (and the cache)" if "cache" in self.targets else ""),
             where=[f"{t}: {'live index ' + live if t == 'search' and live else t}" for t in self.targets],
             how_much={"published": buckets.total(canonical), **{f"{t}_buckets": n for t, n in differing.items()}},
             rollback="the stores are derived: a re-run converges them again; kfm-maint reindex rebuilds",
