@@ -2,14 +2,17 @@
 
     python -m bench.mutation [--only PATTERN] [--out bench/mutation.json]
 
+``--only`` runs the elements it matches again and replaces their outcomes in an existing file.
+
 For every contract element (kfm_ops/contracts/elements.py) a family of small corruptions of
 the store that holds it — a column renamed, an index dropped, a document's field rewritten, a
 relationship deleted, a summary field changed, a key's TTL removed — or, where the store holds
 nothing to corrupt (a version floor, a policy document's path), of the deployment's contract
-copy. Each is injected, the checks of that store run in a fresh pytest process, and the
-corruption is undone. A mutation is *caught* when at least one check fails; a corruption the
-store itself refuses (a typed geometry column rejects another SRID) is *enforced* and left out
-of the score. The healthy stack must pass every check before and after.
+copy. Each is injected, the checks of that store — and of every service whose checks cover
+the element — run in a fresh pytest process, and the corruption is undone. A mutation is
+*caught* when at least one check fails; a corruption the store itself refuses (a typed
+geometry column rejects another SRID) is *enforced* and left out of the score. The healthy
+stack must pass every check before and after.
 
 Results go to bench/mutation.json; docs/checks.md shows the score and every miss by name
 (``python -m tests.test_proofs_complete > docs/checks.md``). Slow (a check run per mutation):
@@ -420,8 +423,19 @@ def failing(results: dict[str, Any]) -> list[str]:
     return sorted(n.split("::", 1)[1] for n, r in results.items() if r.outcome in ("failed", "error"))
 
 
-def run(families: Families, mutation: Mutation) -> Outcome:
-    store = mutation.element.split(":")[0]
+def watchers() -> dict[str, set[str]]:
+    """{contract element: the services whose checks run for its mutations}: the element's own store, and the
+    services of every check that covers it (a cache view lives in PostgreSQL, and its checks are marked so)."""
+    from tests.test_proofs_complete import _checks_and_proofs, coverage  # the one collection docs/checks.md uses
+
+    with tempfile.TemporaryDirectory(prefix="kfm-mutation-") as tmp:
+        checks, _proofs = _checks_and_proofs(Path(tmp))
+    services = {nodeid.split("::")[-1]: set(info["services"]) for nodeid, info in checks.items()}
+    covered, _idle = coverage(checks)
+    return {element: {element.split(":")[0]}.union(*(services[c] for c in by)) for element, by in covered.items()}
+
+
+def run(mutation: Mutation, markers: set[str]) -> Outcome:
     try:
         mutation.inject()
     except Exception as exc:  # noqa: BLE001 — the store refused the corruption: it enforces the element itself
@@ -430,7 +444,7 @@ def run(families: Families, mutation: Mutation) -> Outcome:
         return Outcome(mutation.element, mutation.name, "enforced", note=str(exc).splitlines()[0][:200])
     try:
         with contract_copy(mutation.contract) as env:
-            results = run_checks("opschecks", "-m", store, env=env, timeout=600)
+            results = run_checks("opschecks", "-m", " or ".join(sorted(markers)), env=env, timeout=600)
     finally:
         mutation.restore()
     found = failing(results)
@@ -449,24 +463,36 @@ def main() -> None:
     hub = ServiceHub(load_settings(), writes_allowed=True, application_name="kfm-bench-mutation")
     outcomes: list[Outcome] = []
     started = time.monotonic()
+    selected = fnmatch.filter(elements(), args.only)
+    markers = watchers()
     try:
         families = Families(hub)
-        for element in fnmatch.filter(elements(), args.only):
+        for element in selected:
             made = list(families.of(element))
             if not made:
                 outcomes.append(Outcome(element, "-", "missed", note="no corruption family for this element"))
             for mutation in made:
-                outcome = run(families, mutation)
+                outcome = run(mutation, markers[element])
                 outcomes.append(outcome)
                 print(f"[mutation] {outcome.result:8} {element}: {mutation.name} {outcome.failing[:3]}", flush=True)
     finally:
         hub.close()
     after = failing(run_checks("opschecks", timeout=900))
+    seconds = round(time.monotonic() - started)
+    out = Path(args.out)
+    if args.only != "*" and out.is_file():  # a partial run replaces its elements' outcomes in the whole run
+        whole = json.loads(out.read_text())
+        kept = [Outcome(**o) for o in whole["outcomes"] if o["element"] not in selected]
+        outcomes = sorted(kept + outcomes, key=lambda o: elements().index(o.element))
+        seconds += whole["seconds"]
+        pattern = f"{whole['pattern']}, then {args.only} again"
+    else:
+        pattern = args.only
     scored = [o for o in outcomes if o.result != "enforced"]
     caught = sum(o.result == "caught" for o in scored)
-    Path(args.out).write_text(json.dumps({
-        "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "seconds": round(time.monotonic() - started),
-        "pattern": args.only, "caught": caught, "scored": len(scored), "healthy_after": not after,
+    out.write_text(json.dumps({
+        "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "seconds": seconds,
+        "pattern": pattern, "caught": caught, "scored": len(scored), "healthy_after": not after,
         "failing_after": after, "outcomes": [o.__dict__ for o in outcomes]}, indent=1) + "\n")
     print(f"[mutation] {caught}/{len(scored)} caught ({caught / max(len(scored), 1):.1%}); "
           f"{len(outcomes) - len(scored)} enforced by the stores; healthy after: {not after}")

@@ -91,7 +91,8 @@ def mutation_score() -> list[str]:
     lines = ["## Mutation score", "",
              "Faults derived from the contracts themselves (`python -m bench.mutation`): for every element a family "
              "of small corruptions of the store that holds it, injected into the local stack, the checks of that "
-             "store run, the corruption undone. Caught = at least one check failed."]
+             "store and of the services whose checks cover the element run, the corruption undone. Caught = at "
+             "least one check failed."]
     if not path.is_file():
         return [*lines, "", "Not measured yet."]
     run = json.loads(path.read_text())
