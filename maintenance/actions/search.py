@@ -40,6 +40,13 @@ def _contract(hub: ServiceHub) -> dict[str, Any]:
     return contracts.load("search", hub.settings.contracts_dir)
 
 
+def rounds_done(rounds: list[int], *, written: float, applied: float) -> bool:
+    """Whether the convergence rounds may stop after the last of ``rounds`` (changes per round), given the
+    rate the pipelines wrote at during it and the rate the round wrote its changes at (both per second)."""
+    steady = len(rounds) > 1 and rounds[-1] >= STEADY * rounds[-2] and applied >= 2 * written
+    return rounds[-1] <= CONVERGED or steady
+
+
 @dataclass
 class ReindexPlan:
     alias: str
@@ -178,8 +185,7 @@ class ReindexSearch:
             applied = done.changes / writing_s
             log.get_logger().info("reindex.round", changes=done.changes, since_s=(instant - previous).total_seconds(),
                                   finding_s=round(done.finding_s, 3), writing_s=round(writing_s, 3))
-            steady = len(rounds) > 1 and done.changes >= STEADY * rounds[-2] and applied >= 2 * written
-            if done.changes <= CONVERGED or steady:
+            if rounds_done(rounds, written=written, applied=applied):
                 return rounds, instant
             previous = instant
         raise ActionFailed(self.name, "converge", f"still {rounds[-1]} changes after {len(rounds)} rounds "
