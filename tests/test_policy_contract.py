@@ -55,3 +55,8 @@ def test_a_v0_bundle_that_allows_everything_is_not_fail_closed(scratch_opa: Any,
     assert "allow { true }" in lax
     env = _v0_env(scratch_opa, contracts_copy, **{"catalog_stac.rego": lax})
     assert_fails(FAIL_CLOSED, "the gate is not fail-closed: 2 malformed requests were allowed", "no input", env=env)
+
+
+def test_a_contract_naming_another_input_than_the_bundle_reads_fails_the_gate(contracts_copy: Any) -> None:
+    env = contracts_copy("policy", lambda c: c["item_gate"].update(input="kfm_elsewhere"))
+    assert_fails(GATE, "single-item decision (deny) disagrees with its batch", "'kfm_elsewhere'", env=env)

@@ -24,7 +24,16 @@ def test_published_items_pass_stac_gate(postgis: PostgisStore, policy: PolicySto
     checked = 0
     items = postgis.stream(f"SELECT id, stac FROM {PUBLISHED_ITEMS} ORDER BY id", batch=GATE_BATCH)
     for rows in chunks(items, GATE_BATCH):
-        for item_id, decision in policy.decide_all(gate, rows).items():
+        decisions = policy.decide_all(gate, rows)
+        if not checked and gate.batch is not None:  # the single-item gate (its input shape) is the batch's twin
+            item_id, stac = rows[0]
+            alone = policy.decide(gate, stac)
+            expect(alone.allow == decisions[item_id].allow,
+                   f"the gate's single-item decision ({'allow' if alone.allow else 'deny'}) disagrees with its batch "
+                   f"on {item_id}: policy.json item_gate names input {gate.input_key!r}, allow {gate.allow_key!r}, "
+                   f"deny {gate.deny_key!r}", policy.where("data." + gate.decision.replace("/", ".")), [item_id],
+                   hint="make policy.json item_gate match how the deployed bundle reads its input and answers")
+        for item_id, decision in decisions.items():
             if not decision.allow:
                 denied.append(item_id)
                 reasons.update(decision.deny[:3])
