@@ -108,7 +108,10 @@ class SearchSettings(_HttpSettings):
     write_username: str | None = None  # actions only; unset: the check account (give checks a reader)
     write_password: SecretStr | None = None
     verify_certs: bool = True
-    allow_yellow: bool = True
+    # a yellow cluster (replica shards unassigned: redundancy lost) fails the health checks unless allowed
+    allow_yellow: bool = False
+    # how long a rebuild waits for its new index's replicas (green) before the alias swap
+    green_timeout: float = Field(300.0, gt=0, le=86400)
 
 
 class CacheSettings(ServiceSettings):
@@ -158,6 +161,8 @@ class CheckSettings(BaseModel):
     # a change whose transaction began up to this long before a sync's snapshot may have committed after it
     transaction_margin_seconds: float = Field(300, ge=0)
     max_redis_memory_ratio: float = Field(0.9, gt=0, le=1)
+    # old-generation heap in use after collections: above this a node spends its time in GC, then trips breakers
+    max_search_heap_ratio: float = Field(0.85, gt=0, le=1)
     first_n: int = Field(10, ge=1, le=1000)
     baseline_file: Path | None = None  # known failures (TOML): reported as known until their expiry
 

@@ -1,9 +1,10 @@
 """``kfm-maint reindex --targets search`` (blue/green) and ``kfm-maint reindex rollback``.
 
-build a new versioned index → stream + bulk-load → catch up from the watermark →
-refresh → verify against the canonical set → swap the alias in one ``_aliases``
-call → prune. Until the swap nothing that readers use is touched; a failure at any
-step deletes only the half-built index and names the step. The search room
+build a new versioned index (the contract's primaries, no replicas, refresh off) → stream +
+bulk-load → refresh → verify against the canonical set → converge with the changes committed
+meanwhile → raise the replicas to the contract's number and wait (bounded) for green → swap the
+alias in one ``_aliases`` call → prune. Until the swap nothing that readers use is touched; a
+failure at any step deletes only the half-built index and names the step. The search room
 (:mod:`kfm_ops.stores.search`) does the work; this module orders it.
 """
 
@@ -24,6 +25,7 @@ from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
 from kfm_ops.stores.search.bulk import BUILD_SETTINGS, BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from kfm_ops.stores.search.indices import discard, mark, point_alias, prune, search_state
+from kfm_ops.stores.search.nodes import Shard, data_nodes, explain, set_replicas, topology, wait_green
 from maintenance.action import Plan, RunContext
 
 # After the build, rounds bring the new index to newer snapshots until a round finds at most
@@ -42,6 +44,8 @@ class ReindexPlan:
     new_index: str
     live: list[str]
     newest_update: str | None
+    primaries: int = 1
+    replicas: int = 0
 
 
 class ReindexSearch:
@@ -64,27 +68,33 @@ class ReindexSearch:
         state = search_state(search.client, contract)
         alias, live, new_index = state.alias, state.live, state.next_index
         count, newest = hub.postgis().published_count()
+        environment = hub.settings.environment or "dev"  # the runner refuses actions without one
+        primaries, replicas = contracts.search_shards(contract, environment)
         up_to_date = False
         if len(live) == 1 and not self.force:
-            # Idempotence: a live index with the contract mapping and the canonical content is left alone.
+            # Idempotence: a live index with the contract mapping, topology and the canonical content is left alone.
             mapping = search.client.indices.get_mapping(index=live[0])[live[0]]["mappings"]
             same_mapping = {k: v for k, v in mapping.items() if k != "_meta"} == contract["mappings"]
-            up_to_date = same_mapping and search_matches(hub.postgis(), search, alias, store="search").clean
+            same_shape = topology(search.client, live[0]) == (primaries, replicas)
+            up_to_date = same_mapping and same_shape and search_matches(hub.postgis(), search, alias,
+                                                                        store="search").clean
         return Plan(
             what=f"nothing to do: {alias} is current (use --force to rebuild)" if up_to_date
             else f"build {new_index} from {count} published items, verify, swap alias {alias}",
             where=[f"search {search.address}: alias {alias} (now → {', '.join(live) or 'nothing'})"],
             how_much={"documents": count, "live_index": ",".join(live) or None,
-                      "existing_indices": len(state.metas)},
+                      "existing_indices": len(state.metas), "primaries": primaries, "replicas": replicas},
             rollback=f"`kfm-maint reindex rollback` points {alias} back at {live[0] if live else 'nothing'}",
             steps=[] if up_to_date else [
-                f"create {new_index} (contract mapping, refresh off)",
+                f"create {new_index} (contract mapping, {primaries} primaries, no replicas, refresh off)",
                 "stream + bulk-load published items from one canonical snapshot",
                 "refresh and verify every id + content hash against that snapshot",
                 "converge with the changes committed meanwhile (rounds on newer snapshots)",
+                f"raise replicas to {replicas} ({environment}) and wait for green "
+                f"(at most {search.section.green_timeout:g}s)",
                 f"swap alias {alias} atomically", "converge once more right after the swap",
                 f"prune to the newest {self.keep} verified indices"],
-            details=ReindexPlan(alias, new_index, live, newest.isoformat() if newest else None),
+            details=ReindexPlan(alias, new_index, live, newest.isoformat() if newest else None, primaries, replicas),
             nothing_to_do=up_to_date,
         )
 
@@ -101,7 +111,9 @@ class ReindexSearch:
         loader = BulkLoader(client, new, action=self.name, batch_size=self.batch_size, in_flight=self.threads)
         step = "create"
         try:
-            body = {"settings": {**contract["settings"], **BUILD_SETTINGS},
+            settings = {"number_of_shards": d.primaries, "number_of_replicas": 0,  # replicas once it is whole
+                        **contract["settings"], **BUILD_SETTINGS}
+            body = {"settings": settings,
                     "mappings": {**contract["mappings"], "_meta": {"kfm": {"state": "building", "run_id": run.run_id}}}}
             client.indices.create(index=new, body=body)
             with reader.snapshot() as instant:  # build and verify against one view of the canonical store
@@ -127,6 +139,8 @@ class ReindexSearch:
                                        "alias was not touched")
             step = "converge"
             rounds, instant = self._converge(reader, search, new, grid, loader, run, instant)
+            step = "replicas"
+            self._replicate(search, new, d.replicas, run)
             mark(client, new, "verified", run.run_id)
             step = "swap"
             run.checkpoint()  # never swap the alias without holding the lock
@@ -156,6 +170,20 @@ class ReindexSearch:
         return {"index": new, "documents_loaded": loaded, "verified": diff.compared, "rounds": rounds,
                 "converged_after_swap": after.changes, "previous": ",".join(d.live) or None, "pruned": len(pruned)}
 
+    def _replicate(self, search: SearchStore, index: str, replicas: int, run: RunContext) -> None:
+        """Raise ``index`` to ``replicas`` copies and wait for green, at most KFM_SEARCH__GREEN_TIMEOUT: a swap
+        never puts readers on an index with less redundancy than the contract asks for."""
+        client = search.client
+        if replicas:
+            set_replicas(client, index, replicas)
+        timeout = search.section.green_timeout
+        missing = wait_green(client, index, timeout, between=run.checkpoint)
+        if missing:
+            raise ActionFailed(self.name, "replicas", _not_green(client, index, timeout, missing),
+                               hint="the live alias was not touched and the new index was deleted; bring the "
+                               "missing nodes back (or give the environment fewer replicas in search.json), "
+                               "then re-run")
+
     def _converge(self, reader: PostgisStore, search: SearchStore, index: str, grid: float, loader: BulkLoader,
                   run: RunContext, built_at: datetime) -> tuple[list[int], datetime]:
         """Bring the new index to newer snapshots until what changed meanwhile is little; fail when the
@@ -178,6 +206,15 @@ class ReindexSearch:
                            f"({', '.join(map(str, rounds))}): the canonical store changes at ~{written:.0f}/s, the "
                            f"rounds apply ~{synced:.0f}/s", hint="the live alias was not touched; re-run when the "
                            "pipelines write less, or rely on kfm-maint sync between rebuilds")
+
+
+def _not_green(client: Any, index: str, timeout: float, missing: list[Shard]) -> str:
+    """Which copies of ``index`` were not started after ``timeout`` s, and the cluster's reason for the first."""
+    waiting = [s for s in missing if s.state == "UNASSIGNED"] or missing
+    why = explain(client, waiting[0]) if waiting[0].state == "UNASSIGNED" else waiting[0].state.lower()
+    shown = ", ".join(s.label() for s in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return (f"index {index} not green after {timeout:g}s: {len(missing)} shard copies not started "
+            f"({data_nodes(client)} data nodes): {shown}; first: {why}")
 
 
 @dataclass

@@ -313,10 +313,32 @@ def test_unassigned_primary(proof_index: Any) -> None:
     assert_fails(SEARCH + "test_search_no_unassigned_primaries", "primary shards are unassigned", f"{name}[0]")
 
 
+@pytest.mark.proves(SEARCH + "test_search_no_unassigned_replicas")
+def test_unassigned_replica(search_writer: Any, proof_index: Any) -> None:
+    """One copy more than there are data nodes: a node holds at most one copy of a shard, so one stays unassigned."""
+    nodes = search_writer.cluster.health()["number_of_data_nodes"]
+    name = proof_index("replica", {"settings": {"number_of_shards": 1, "number_of_replicas": nodes}})
+    assert_fails(SEARCH + "test_search_no_unassigned_replicas", "replica shards are unassigned", f"{name}[0] replica",
+                 "same_shard")
+
+
+@pytest.mark.proves(SEARCH + "test_search_heap_pressure")
+def test_heap_pressure_over_limit(search_writer: Any) -> None:
+    """The node's real old-generation use, against a limit set below it (a heap cannot be filled on demand
+    without taking the shared node down with it)."""
+    from kfm_ops.stores.search.nodes import heap_pressure
+
+    lowest = min(heap_pressure(search_writer).values())
+    assert lowest > 0.002, f"the old generation holds {lowest:.2%}: nothing to set a limit under"
+    assert_fails(SEARCH + "test_search_heap_pressure", "heap pressure above", "Node 1 (127.0.0.1:",
+                 env={"KFM_CHECKS__MAX_SEARCH_HEAP_RATIO": f"{lowest / 2:.4f}"})
+
+
 @pytest.mark.proves(SEARCH + "test_search_alias_single_index")
 def test_alias_on_two_indices(search_writer: Any, search_baseline: str, proof_index: Any) -> None:
     contract = contracts.load("search")
-    second = proof_index("second", {"settings": contract["settings"], "mappings": contract["mappings"]})
+    second = proof_index("second", {"settings": contracts.search_index_settings(contract, "dev"),
+                                    "mappings": contract["mappings"]})
     with injected(lambda: search_writer.indices.put_alias(index=second, name=contract["alias"]),
                   lambda: search_writer.indices.delete_alias(index=second, name=contract["alias"])):
         assert_fails(SEARCH + "test_search_alias_single_index", "resolves to 2 indices", search_baseline, second)
@@ -468,10 +490,15 @@ PRIV = "opschecks/health/test_privileges.py::"
 
 
 def _owner_settings() -> dict[str, str]:
-    from tests.helpers import ROOT
+    """The owner accounts of the stack under test (its settings, whatever ports it runs on)."""
+    from kfm_ops.settings import load_settings
 
-    lines = (ROOT / ".env.example").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.startswith("KFM_"))
+    settings = load_settings()
+    pg, cache = settings.postgis, settings.cache
+    assert pg and pg.write_dsn and pg.write_password and cache and cache.write_username and cache.write_password
+    return {"KFM_POSTGIS__WRITE_DSN": pg.write_dsn, "KFM_POSTGIS__WRITE_PASSWORD": pg.write_password.get_secret_value(),
+            "KFM_CACHE__WRITE_USERNAME": cache.write_username,
+            "KFM_CACHE__WRITE_PASSWORD": cache.write_password.get_secret_value()}
 
 
 @pytest.mark.proves(PRIV + "test_postgis_check_role_cannot_write")
