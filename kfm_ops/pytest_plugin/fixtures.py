@@ -80,6 +80,29 @@ def postgis(request: pytest.FixtureRequest) -> PostgisStore:
     return store
 
 
+@pytest.fixture
+def canonical(postgis: PostgisStore, kfm_hub: ServiceHub) -> PostgisStore:
+    """Where a check's heavy canonical reads go (streams, digests): the read replica
+    (KFM_POSTGIS__REPLICA_DSN) once it has replayed what the primary had committed when the check started,
+    else ``postgis``; a replica that does not catch up within KFM_POSTGIS__REPLICA_MAX_WAIT fails the check."""
+    from kfm_ops.stores.replica import dated
+
+    try:
+        replica = kfm_hub.postgis_replica()
+        found = dated(postgis, replica) if replica is not None else None
+    except KfmError as exc:
+        problem = str(exc)
+    else:
+        if replica is None or found is None:
+            return postgis
+        if found.caught_up:
+            return replica
+        problem = (f"the postgis replica at {replica.address} is {found.describe(replica.section.replica_max_wait)}: "
+                   "it cannot serve this check's reads (fix its replication: test_postgis_replication_lag; or "
+                   "unset KFM_POSTGIS__REPLICA_DSN)")
+    pytest.fail(problem, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def graph(request: pytest.FixtureRequest) -> GraphStore:
     """Read-only knowledge graph (Neo4j): every query runs in a READ transaction."""

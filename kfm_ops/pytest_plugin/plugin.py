@@ -25,6 +25,7 @@ from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fix
     RUN_ID_KEY,
     SETTINGS_KEY,
     cache,
+    canonical,
     graph,
     kfm_contract,
     kfm_hub,

@@ -68,15 +68,22 @@ class PostgisStore(Store[PostgisSettings]):
     label: ClassVar[str] = "postgis"
 
     def __init__(self, section: PostgisSettings, *, write: bool = False, application_name: str = "kfm-ops",
-                 owner: bool = False) -> None:
+                 owner: bool = False, primary: PostgisStore | None = None) -> None:
         """``write``: the owner role (the write DSN), able to write; ``owner``: the owner role in a read-only
-        session (what only the owner may read, e.g. the operators' password hashes, without writing)."""
+        session (what only the owner may read, e.g. the operators' password hashes, without writing);
+        ``primary``: this store is the read replica (KFM_POSTGIS__REPLICA_DSN) and ``primary`` dates its
+        snapshots (:mod:`kfm_ops.stores.replica`)."""
         super().__init__(section, write=write)
         if (write or owner) and not section.write_dsn:
             raise UsageError("postgis write access needs KFM_POSTGIS__WRITE_DSN",
                              hint="set the owner DSN for kfm-maint")
-        self.dsn = (section.write_dsn if write or owner else section.dsn) or ""
-        secret = section.write_password if write or owner else section.password
+        self.primary = primary
+        if primary is not None:
+            self.dsn = section.replica_dsn or ""
+            secret = section.replica_password or section.password
+        else:
+            self.dsn = (section.write_dsn if write or owner else section.dsn) or ""
+            secret = section.write_password if write or owner else section.password
         timeout_ms = int(section.query_timeout * 1000)
         if write:
             # Actions run long statements on purpose (COPY, REFRESH … CONCURRENTLY, a million-row
@@ -258,10 +265,18 @@ class PostgisStore(Store[PostgisSettings]):
         start, whatever the pipelines commit meanwhile. Yields the instant the snapshot stands for:
         the transaction's start, so every change committed before it is in view (the watermark a
         run that read this snapshot may record). :meth:`export_snapshot` lends it to other sessions.
+        On a replica the instant is dated before the snapshot opens, never later than what the replica
+        had replayed (:func:`kfm_ops.stores.replica.dated`).
         """
+        dated = None
+        if self.primary is not None:
+            from kfm_ops.stores.replica import instant
+
+            dated = instant(self.primary, self)  # before the snapshot opens: it can only have replayed more
         with self.errors(), self.conn.transaction():
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield self.conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            now = self.conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            yield dated or now
 
     def export_snapshot(self) -> str:
         """The id of this store's snapshot (inside :meth:`snapshot`), for other sessions to join."""

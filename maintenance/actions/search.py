@@ -76,7 +76,7 @@ class ReindexSearch:
             mapping = search.client.indices.get_mapping(index=live[0])[live[0]]["mappings"]
             same_mapping = {k: v for k, v in mapping.items() if k != "_meta"} == contract["mappings"]
             same_shape = topology(search.client, live[0]) == (primaries, replicas)
-            up_to_date = same_mapping and same_shape and search_matches(hub.postgis(), search, alias,
+            up_to_date = same_mapping and same_shape and search_matches(hub.canonical(), search, alias,
                                                                         store="search").clean
         return Plan(
             what=f"nothing to do: {alias} is current (use --force to rebuild)" if up_to_date
@@ -104,7 +104,7 @@ class ReindexSearch:
             return {"index": d.live[0], "documents_loaded": 0, "unchanged": True}
         search = hub.search(write=True)
         client = search.client
-        reader = hub.postgis()
+        reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         contract = _contract(hub)
         grid = grid_degrees(hub.policy(), hub.settings.contracts_dir)
         new = d.new_index

@@ -48,7 +48,7 @@ class Sync:
         self.verify_markers = " or ".join(targets)
 
     def plan(self, hub: ServiceHub) -> Plan[SyncPlan]:
-        reader = hub.postgis()
+        reader = hub.canonical()
         canonical = reader.bucket_digests()
         differing: dict[str, int] = {}
         live = None
@@ -77,7 +77,7 @@ class Sync:
 
     def apply(self, hub: ServiceHub, plan: Plan[SyncPlan], run: RunContext) -> dict[str, Any]:
         counts: dict[str, Any] = {}
-        reader = hub.postgis()
+        reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         control = hub.postgis(write=True)
         watermarks: dict[str, Any] = {}
         if {"search", "graph"} & set(self.targets):

@@ -1,5 +1,8 @@
 """Published items compared between PostGIS and each derived store, memory-bounded at any size.
 
+The heavy side of each comparison reads ``canonical``: the read replica when one is configured
+(KFM_POSTGIS__REPLICA_DSN, caught up with the primary first), else the primary.
+
 Each engine sums bucket digests of its records (kfm_ops.buckets); only the buckets that
 differ are merged id by id (kfm_ops.compare). Every difference is then dated
 (kfm_ops.consistency.classify): a change newer than the store's sync watermark and younger
@@ -35,12 +38,12 @@ SYNC_HINTS = {"search": "kfm-maint sync --targets search", "graph": "kfm-maint s
 
 @pytest.mark.risk("medium")
 @pytest.mark.covers("search:alias", "search:field:sync_*", "search:field:content_hash")
-def test_search_matches_canonical(postgis: PostgisStore, search: SearchStore, kfm_contract: ContractLoader,
-                                  kfm_settings: Settings) -> None:
+def test_search_matches_canonical(postgis: PostgisStore, canonical: PostgisStore, search: SearchStore,
+                                  kfm_contract: ContractLoader, kfm_settings: Settings) -> None:
     """Search documents (ids, content hashes) equal the published items, but for changes still pending."""
     alias = kfm_contract("search")["alias"]
     side = SearchSide(search, alias)
-    expect_in_sync("search", lambda on_diff: bucket_compare(postgis, side, store="search", first_n=first_n(),
+    expect_in_sync("search", lambda on_diff: bucket_compare(canonical, side, store="search", first_n=first_n(),
                                                             on_diff=on_diff),
                    postgis, side, kfm_settings, search.where(f"alias {alias}"),
                    "kfm-maint sync --targets search (a broken index: kfm-maint reindex --targets search)")
@@ -48,10 +51,11 @@ def test_search_matches_canonical(postgis: PostgisStore, search: SearchStore, kf
 
 @pytest.mark.risk("medium")
 @pytest.mark.covers("graph:property:Item.sync_*", "graph:property:Item.content_hash")
-def test_graph_matches_canonical(postgis: PostgisStore, graph: GraphStore, kfm_settings: Settings) -> None:
+def test_graph_matches_canonical(postgis: PostgisStore, canonical: PostgisStore, graph: GraphStore,
+                                 kfm_settings: Settings) -> None:
     """Graph Item nodes (ids, content hashes) equal the published items, but for changes still pending."""
     side = GraphSide(graph)
-    expect_in_sync("graph", lambda on_diff: bucket_compare(postgis, side, store="graph", first_n=first_n(),
+    expect_in_sync("graph", lambda on_diff: bucket_compare(canonical, side, store="graph", first_n=first_n(),
                                                            on_diff=on_diff),
                    postgis, side, kfm_settings, graph.where("label Item"), "kfm-maint sync --targets graph")
 

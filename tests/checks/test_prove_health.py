@@ -22,6 +22,7 @@ from kfm_ops import contracts
 from kfm_ops.settings import CheckSettings
 from tests.helpers import run_check, run_checks, stack_binary
 from tests.plugins.baselines import restore_constraint
+from tests.plugins.cluster import Standby, committing
 from tests.plugins.faults import Holder, injected
 from tests.proving import PROOF, assert_fails, assert_fails_injected, assert_passes
 
@@ -131,6 +132,37 @@ def test_configured_standby_missing(scratch_postgres: Any) -> None:
                   lambda: sql("SELECT pg_drop_replication_slot('kfm_proof_standby')")):
         assert_fails(PG + "test_postgis_replication_lag", "replication slots have no standby attached",
                      "kfm_proof_standby", env=env)
+
+
+LAG = {"KFM_CHECKS__MAX_REPLICATION_LAG_SECONDS": "2"}
+
+
+@pytest.mark.proves(PG + "test_postgis_replication_lag")
+def test_standby_replay_paused_lag_grows_on_the_primary(standby: Standby, pg_sessions: Any) -> None:
+    """A real streaming standby (devstack's, pg_basebackup) whose replay is paused while the primary commits: it
+    still receives the WAL, applies none of it, and the primary's pg_stat_replication shows its lag growing."""
+    assert_passes(PG + "test_postgis_replication_lag", env=LAG)
+    with committing(pg_sessions("replica-commits")):
+        standby.pause()
+        time.sleep(4)
+        assert_fails(PG + "test_postgis_replication_lag", "standbys are not streaming within 2s",
+                     f"{standby.name}@local (streaming, replay lag", env=LAG)
+        standby.resume()
+    assert_passes(PG + "test_postgis_replication_lag", env=LAG)
+
+
+@pytest.mark.proves(PG + "test_postgis_replication_lag")
+def test_standby_replay_paused_the_standby_says_so(standby: Standby, pg_sessions: Any) -> None:
+    """The same check run against the standby itself: its replay lag, and that replay is paused."""
+    env = {**LAG, "KFM_POSTGIS__DSN": standby.dsn}
+    assert_passes(PG + "test_postgis_replication_lag", env=env)
+    with committing(pg_sessions("replica-commits")):
+        standby.pause()
+        time.sleep(4)
+        assert_fails(PG + "test_postgis_replication_lag", "this standby's replay lag is", "(limit 2s)",
+                     "replay is paused", f"127.0.0.1:{standby.service.port}", env=env)
+        standby.resume()
+    assert_passes(PG + "test_postgis_replication_lag", env=env)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,8 @@
-"""Beyond one node: the second OpenSearch node, started by the tests that need it and stopped after.
+"""Beyond one node: a second OpenSearch node and a PostgreSQL standby, started by the tests that need them.
 
-The default stack (and CI's ``devstack/stack up``) runs one node. :func:`two_node_search` makes it two
+The default stack (and CI's ``devstack/stack up``) runs one of each. :func:`standby` starts a streaming
+standby (``devstack/stack up postgis --postgis-standby``) for one test and stops it after.
+:func:`two_node_search` makes OpenSearch two nodes
 for one test module — ``devstack/stack up --opensearch-nodes 2`` — with a contract copy whose dev
 topology is 2 primaries and 1 replica, and the live index rebuilt to it; afterwards it drains and stops
 node 2, puts node 1 back to a single node and rebuilds the live index to the built-in contract.
@@ -8,17 +10,24 @@ node 2, puts node 1 back to a single node and rebuilds the live index to the bui
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
+from devstack.config import Stack, load_config
+from devstack.services.postgis_standby import APPLICATION_NAME, PostgisStandby
 from kfm_ops import contracts
+from kfm_ops.settings import Settings
 from tests.helpers import devstack, kfm_maint
 
 PRIMARIES, REPLICAS = 2, 1  # the dev topology of the two-node tests' contract copy
@@ -102,3 +111,76 @@ def two_node_search(tmp_path_factory: pytest.TempPathFactory, search_writer: Any
         proc = kfm_maint("reindex", "--targets", "search", "--force", "--keep", "1", "--no-verify")
         assert proc.returncode == 0, f"the one-node rebuild failed:\n{proc.stdout}\n{proc.stderr}"
 
+
+@dataclass
+class Standby:
+    """The streaming standby of the stack under test: where it listens, and its superuser's psql."""
+
+    service: PostgisStandby
+    dsn: str  # the reader's DSN on the standby (KFM_POSTGIS__REPLICA_DSN)
+    name: str = APPLICATION_NAME  # how the primary's pg_stat_replication names it
+
+    @property
+    def replica_env(self) -> dict[str, str]:
+        """Settings that send kfm-ops's heavy reads to the standby."""
+        return {"KFM_POSTGIS__REPLICA_DSN": self.dsn}
+
+    def sql(self, statement: str) -> str:
+        """``statement`` as the standby's superuser (peer, unix socket: as devstack does); its output."""
+        res = self.service.psql_super(statement)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    def scalar(self, query: str) -> str:
+        """The one value ``query`` returns on the standby, as text."""
+        return self.sql(f"\\pset format unaligned\n\\pset tuples_only on\n{query};").strip()
+
+    def pause(self) -> None:
+        """Stop WAL replay: the standby keeps receiving WAL but applies none of it."""
+        self.sql("SELECT pg_wal_replay_pause();")
+
+    def resume(self) -> None:
+        self.sql("SELECT pg_wal_replay_resume();")
+
+    def replayed_at(self, password: str) -> Any:
+        """The commit time of the last transaction the standby replayed."""
+        with psycopg.connect(self.dsn, password=password, autocommit=True) as conn:
+            return conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()[0]  # type: ignore[index]
+
+
+@pytest.fixture
+def standby(kfm_settings: Settings) -> Iterator[Standby]:
+    """A streaming standby of the stack's PostgreSQL for this test (``up --postgis-standby``), stopped after."""
+    section = kfm_settings.postgis
+    assert section is not None
+    devstack("up", "postgis", "--postgis-standby")
+    service = PostgisStandby(Stack(load_config()))
+    parts = urlsplit(section.dsn)
+    dsn = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{service.port}"))
+    found = Standby(service, dsn)
+    try:
+        yield found
+    finally:
+        with contextlib.suppress(AssertionError):
+            found.resume()
+        devstack("down", "postgis-standby")
+
+
+@contextlib.contextmanager
+def committing(conn: Any, every: float = 0.2) -> Iterator[None]:
+    """Commits on the primary in the background (each ``SELECT txid_current()`` writes a commit record): WAL
+    keeps flowing to a standby while a test watches what it does with it."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            conn.execute("SELECT txid_current()")
+            stop.wait(every)
+
+    worker = threading.Thread(target=loop, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(10)
