@@ -16,6 +16,7 @@ import pytest
 from kfm_ops import contracts as _contracts
 from kfm_ops.errors import KfmError, NotConfigured
 from kfm_ops.hub import ServiceHub
+from kfm_ops.partition import Partition
 from kfm_ops.settings import SERVICES, Settings
 
 if TYPE_CHECKING:  # the stores import their drivers when a check first uses one
@@ -32,6 +33,7 @@ ContractLoader = Callable[[str], dict[str, Any]]
 HUB_KEY = pytest.StashKey[ServiceHub]()
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_ID_KEY = pytest.StashKey[str]()
+PARTITION_KEY = pytest.StashKey["Partition"]()
 
 
 def _read_store(request: pytest.FixtureRequest, name: str) -> Any:
@@ -59,6 +61,12 @@ def kfm_settings(pytestconfig: pytest.Config) -> Settings:
 def kfm_run_id(pytestconfig: pytest.Config) -> str:
     """The run_id of this check session (also in logs and the JSON report)."""
     return pytestconfig.stash[RUN_ID_KEY]
+
+
+@pytest.fixture(scope="session")
+def kfm_partition(pytestconfig: pytest.Config) -> Partition:
+    """The buckets this run's cross-store comparisons cover (``--kfm-partition i/N``; all of them by default)."""
+    return pytestconfig.stash[PARTITION_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from kfm_ops import transport
 from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL, Digests
 from kfm_ops.errors import UsageError
 from kfm_ops.identity import Identity
+from kfm_ops.partition import Partition
 from kfm_ops.settings import PostgisSettings
 from kfm_ops.stores.base import Store
 from kfm_ops.tls_settings import dsn_sslmode
@@ -225,14 +226,20 @@ class PostgisStore(Store[PostgisSettings]):
         return int(self.conn.info.backend_pid)
 
     # --- the store's own reading
-    def published_pairs(self, *, batch: int = 10_000) -> Iterator[Pair]:
-        """(id, content_hash) of the published items, in byte order of the ids, memory flat."""
-        yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
+    def published_pairs(self, *, batch: int = 10_000, partition: Partition | None = None) -> Iterator[Pair]:
+        """(id, content_hash) of the published items (of ``partition``), in byte order of the ids, memory flat."""
+        if partition is None or partition.count == 1:
+            yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
+            return
+        yield from self.stream(f"SELECT id, content_hash FROM {PUBLISHED_ITEMS} WHERE {partition.where()} "
+                               'ORDER BY id COLLATE "C"', batch=batch)
 
-    def bucket_digests(self) -> Digests:
-        """Per bucket of the published items: (count, sum of h1, sum of h2), computed by PostgreSQL."""
+    def bucket_digests(self, partition: Partition | None = None) -> Digests:
+        """Per bucket of the published items (of ``partition``): (count, sum of h1, sum of h2), computed by
+        PostgreSQL."""
+        where = partition.where() if partition is not None else "true"
         rows = self.rows(f"SELECT b, count(*), sum(h1), sum(h2) FROM (SELECT {_BUCKET_COLUMNS} "
-                         f"FROM {PUBLISHED_ITEMS}) x GROUP BY b")
+                         f"FROM {PUBLISHED_ITEMS} WHERE {where}) x GROUP BY b")
         return {int(b): (int(n), int(h1), int(h2)) for b, n, h1, h2 in rows}
 
     def pairs_in_buckets(self, buckets: list[int]) -> Iterator[Pair]:

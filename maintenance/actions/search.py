@@ -18,6 +18,7 @@ from typing import Any
 from kfm_ops import contracts, converge, log
 from kfm_ops.consistency import search_matches
 from kfm_ops.derive import grid_degrees, search_documents
+from kfm_ops.digest import Digest
 from kfm_ops.errors import ActionFailed, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.interrupt import STOP
@@ -27,6 +28,8 @@ from kfm_ops.stores.search.bulk import BUILD_SETTINGS, BULK_DOCS, BULK_IN_FLIGHT
 from kfm_ops.stores.search.indices import discard, mark, point_alias, prune, search_state
 from kfm_ops.stores.search.nodes import Shard, data_nodes, explain, set_replicas, topology, wait_green
 from maintenance.action import Plan, RunContext
+from maintenance.actions.partitions import PARTITION_WAIT
+from maintenance.partitioned import Coordinator
 
 # After the build, rounds bring the new index to newer snapshots until a round finds at most
 # CONVERGED changes (then the swap, and one round more right after it).
@@ -56,11 +59,13 @@ class ReindexSearch:
     bootstraps_schema = False
 
     def __init__(self, *, keep: int = 2, force: bool = False, batch_size: int = BULK_DOCS,
-                 threads: int = BULK_IN_FLIGHT) -> None:
+                 threads: int = BULK_IN_FLIGHT, partitions: int = 1, partition_wait: float = PARTITION_WAIT) -> None:
         self.keep = keep
-        self.force = force
+        self.force = force or partitions > 1  # a coordinator always builds: its workers are started with it
         self.batch_size = batch_size
         self.threads = threads
+        self.partitions = partitions
+        self.partition_wait = partition_wait
 
     def plan(self, hub: ServiceHub) -> Plan[ReindexPlan]:
         contract = _contract(hub)
@@ -87,8 +92,13 @@ class ReindexSearch:
             rollback=f"`kfm-maint reindex rollback` points {alias} back at {live[0] if live else 'nothing'}",
             steps=[] if up_to_date else [
                 f"create {new_index} (contract mapping, {primaries} primaries, no replicas, refresh off)",
-                "stream + bulk-load published items from one canonical snapshot",
-                "refresh and verify every id + content hash against that snapshot",
+                *(["stream + bulk-load published items from one canonical snapshot",
+                   "refresh and verify every id + content hash against that snapshot"] if self.partitions == 1 else
+                  [f"export one canonical snapshot; wait (at most {self.partition_wait:g}s) for its "
+                   f"{self.partitions} partitions: kfm-maint reindex --targets search --partition i/"
+                   f"{self.partitions}, i = 0..{self.partitions - 1}",
+                   "refresh and verify every id + content hash against that snapshot (the partitions' digests "
+                   "combined)"]),
                 "converge with the changes committed meanwhile (rounds on newer snapshots)",
                 f"raise replicas to {replicas} ({environment}) and wait for green "
                 f"(at most {search.section.green_timeout:g}s)",
@@ -117,22 +127,29 @@ class ReindexSearch:
                     "mappings": {**contract["mappings"], "_meta": {"kfm": {"state": "building", "run_id": run.run_id}}}}
             client.indices.create(index=new, body=body)
             with reader.snapshot() as instant:  # build and verify against one view of the canonical store
-                step = "bulk"
                 total, _newest = reader.published_count()
+                if self.partitions > 1:
+                    step = "partitions"
+                    parts = self._coordinate(hub, reader, new, grid, run, total)
+                    loaded = sum(int(r["counts"]["documents_loaded"]) for r in parts)
+                else:
+                    step = "bulk"
 
-                def batch_done(done: int) -> None:
-                    run.progress("search documents", done, total)
-                    run.checkpoint()  # between bulk requests: stop at once if our lock is gone
+                    def batch_done(done: int) -> None:
+                        run.progress("search documents", done, total)
+                        run.checkpoint()  # between bulk requests: stop at once if our lock is gone
 
-                loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
+                    loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
                 step = "refresh"
                 client.indices.put_settings(index=new, body={"index": {
                     "refresh_interval": contract["settings"]["refresh_interval"], "translog.durability": "request"}})
                 client.indices.flush(index=new)
                 client.indices.refresh(index=new)
                 step = "verify"
+                combined = Digest.combine(Digest(*r["counts"]["digest"]) for r in parts) if self.partitions > 1 \
+                    else None
                 diff = search_matches(reader, search, new, store=f"search index {new}",
-                                      first_n=hub.settings.checks.first_n)
+                                      first_n=hub.settings.checks.first_n, canonical=combined)
                 if not diff.clean:
                     raise ActionFailed(self.name, "verify", diff.summary(),
                                        hint="the new index differs from the snapshot it was built from; the live "
@@ -169,6 +186,16 @@ class ReindexSearch:
         pruned = prune(client, search_state(client, contract), self.keep)
         return {"index": new, "documents_loaded": loaded, "verified": diff.compared, "rounds": rounds,
                 "converged_after_swap": after.changes, "previous": ",".join(d.live) or None, "pruned": len(pruned)}
+
+    def _coordinate(self, hub: ServiceHub, reader: PostgisStore, index: str, grid: float, run: RunContext,
+                    total: int) -> list[dict[str, Any]]:
+        """Export the open snapshot, hand its partitions out, and wait until every one has loaded its share."""
+        coordinator = Coordinator(hub.postgis(write=True), self.name, run.run_id, self.partitions)
+        coordinator.open(reader.export_snapshot(), {"index": index, "grid": grid, "documents": total})
+        log.get_logger().info("reindex.partitions", partitions=self.partitions, index=index)
+        return coordinator.wait(self.partition_wait, checkpoint=run.checkpoint,
+                                keepalive=reader.ping,
+                                progress=lambda done: run.progress("partitions", done, self.partitions))
 
     def _replicate(self, search: SearchStore, index: str, replicas: int, run: RunContext) -> None:
         """Raise ``index`` to ``replicas`` copies and wait for green, at most KFM_SEARCH__GREEN_TIMEOUT: a swap
