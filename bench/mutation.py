@@ -86,6 +86,7 @@ class Families:
         self.redis = hub.cache(write=True).client
         self.contracts = {name: contracts.load(name) for name in contracts.NAMES}
         self.alias = self.contracts["search"]["alias"]
+        self.environment = hub.settings.environment
 
     def of(self, element: str) -> Iterator[Mutation]:
         store, kind, *rest = element.split(":", 2)
@@ -220,11 +221,23 @@ class Families:
     def search_setting(self, element: str, name: str) -> Iterator[Mutation]:
         index = self.live()
         current = self.search.indices.get_settings(index=index, params={"flat_settings": "true"})[index]["settings"]
-        changed = {"refresh_interval": "30s", "number_of_replicas": "1", "number_of_shards": "2"}[name]
+        changed = {"refresh_interval": "30s"}[name]
         yield Mutation(element, f"{name} set to {changed}",
                        lambda: self.search.indices.put_settings(index=index, body={"index": {name: changed}}),
                        lambda: self.search.indices.put_settings(index=index, body={
                            "index": {name: current[f"index.{name}"]}}))
+
+    def search_shards(self, element: str, environment: str) -> Iterator[Mutation]:
+        if environment != self.environment:  # another environment's topology: nothing on this stack to corrupt
+            return
+        index = self.live()
+        current = self.search.indices.get_settings(index=index, params={"flat_settings": "true"})[index]["settings"]
+        replicas = int(current["index.number_of_replicas"])
+        yield Mutation(element, f"number_of_replicas set to {replicas + 1}",
+                       lambda: self.search.indices.put_settings(index=index, body={
+                           "index": {"number_of_replicas": replicas + 1}}),
+                       lambda: self.search.indices.put_settings(index=index, body={
+                           "index": {"number_of_replicas": replicas}}))
 
     def search_meta(self, element: str, name: str) -> Iterator[Mutation]:
         index = self.live()

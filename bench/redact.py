@@ -90,21 +90,28 @@ def section(results: dict[str, dict[int, float]]) -> str:
     return "\n".join(lines)
 
 
-def splice(document: str, new_section: str) -> str:
-    """``document`` with its redaction section replaced by ``new_section`` (added at the end if absent)."""
-    if START in document and END in document:
-        head, rest = document.split(START, 1)
-        return head + new_section + rest.split(END, 1)[1]
+def splice(document: str, new_section: str, start: str = START, end: str = END) -> str:
+    """``document`` with its section between ``start`` and ``end`` (the redaction one by default) replaced by
+    ``new_section`` (added at the end if absent)."""
+    if start in document and end in document:
+        head, rest = document.split(start, 1)
+        return head + new_section + rest.split(end, 1)[1]
     return document.rstrip("\n") + "\n\n" + new_section + "\n"
 
 
+# the sections other benchmarks splice into docs/benchmarks.md, which bench.run keeps when it rewrites the page
+SECTIONS = ((START, END), ("<!-- bench.partitions: start -->", "<!-- bench.partitions: end -->"),
+            ("<!-- bench.scale: start -->", "<!-- bench.scale: end -->"))
+
+
 def carry_over(new_document: str, old_path: Path) -> str:
-    """For ``bench.run``: keep the redaction section of the file it is about to rewrite."""
+    """For ``bench.run``: keep the sections of the other benchmarks in the file it is about to rewrite."""
     old = old_path.read_text() if old_path.is_file() else ""
-    if START not in old or END not in old:
-        return new_document
-    kept = START + old.split(START, 1)[1].split(END, 1)[0] + END
-    return splice(new_document, kept)
+    for start, end in SECTIONS:
+        if start in old and end in old:
+            kept = start + old.split(start, 1)[1].split(end, 1)[0] + end
+            new_document = splice(new_document, kept, start, end)
+    return new_document
 
 
 def main() -> None:

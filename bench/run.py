@@ -87,8 +87,8 @@ def raw_bulk(hub: ServiceHub) -> dict[str, Any]:
     docs = [{"_index": index, "_id": item_id, "_source": document}
             for item_id, document in search_documents(hub.postgis(), grid)]
     started = time.monotonic()  # a new index, loaded and refreshed: what the reindex does besides read and verify
-    client.indices.create(index=index, body={"settings": {**contract["settings"], **BUILD_SETTINGS},
-                                             "mappings": contract["mappings"]})
+    settings = {**contracts.search_index_settings(contract, "dev"), **BUILD_SETTINGS}
+    client.indices.create(index=index, body={"settings": settings, "mappings": contract["mappings"]})
     # the same request shape as kfm-maint's loader: documents per request, requests in flight
     for ok, info in helpers.parallel_bulk(client, docs, thread_count=BULK_IN_FLIGHT, chunk_size=BULK_DOCS,
                                           max_chunk_bytes=BULK_BYTES, queue_size=BULK_IN_FLIGHT):

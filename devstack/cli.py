@@ -2,11 +2,14 @@
 
     devstack/stack install                 install everything (idempotent)
     devstack/stack up [SERVICE...]         install what is missing, start, wait until ready
+        [--opensearch-nodes 1|2]           a second OpenSearch node in the same cluster (default: one node)
+        [--postgis-standby]                a streaming PostgreSQL standby (pg_basebackup, its own port)
     devstack/stack down [SERVICE...]       stop (TERM, then KILL after a bound); no process left
     devstack/stack status [--json]         one line per service; exit 1 if any is down
     devstack/stack logs SERVICE [-n N] [-f]
     devstack/stack reset                   down + delete the state dir (user caches are kept)
-    devstack/stack env [--tls]             the KFM_* harness settings as shell exports (--tls: over TLS)
+    devstack/stack env [--tls] [--postgis-standby]  the KFM_* harness settings as shell exports (--tls: over
+                                           TLS; --postgis-standby: heavy reads from the standby)
     devstack/stack which BINARY            where the stack installed opa, toxiproxy, initdb, ...
 
 Configuration: .env.example, then .env, then the process environment (later wins).
@@ -33,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("install", help="install everything (idempotent)")
     p = sub.add_parser("up", help="start services (all by default) and wait until ready")
     p.add_argument("services", nargs="*")
+    p.add_argument("--opensearch-nodes", type=int, choices=(1, 2), default=None,
+                   help="2: node 1 becomes cluster-capable and a second node joins it; 1: back to one node "
+                   "(default: leave a running node as it is, start a stopped one as a single node)")
+    p.add_argument("--postgis-standby", action="store_true",
+                   help="also a streaming standby of PostgreSQL (pg_basebackup) on DEVSTACK_POSTGIS_STANDBY_PORT")
     p = sub.add_parser("down", help="stop services (all by default)")
     p.add_argument("services", nargs="*")
     p = sub.add_parser("status", help="one line per service; exit 1 if any is down")
@@ -45,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="print the KFM_* harness settings as shell exports")
     p.add_argument("--tls", action="store_true",
                    help="the TLS variant: the stack's TLS endpoints, its CA and client certificate")
+    p.add_argument("--postgis-standby", action="store_true",
+                   help="add KFM_POSTGIS__REPLICA_DSN: heavy reads from the standby (`up --postgis-standby`)")
     p = sub.add_parser("which", help="print where the stack installed a binary (opa, toxiproxy, initdb, ...)")
     p.add_argument("binary")
     return ap
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "install":
             return cmd_install(st)
         if args.cmd == "up":
-            return cmd_up(st, args.services)
+            return cmd_up(st, args.services, opensearch_nodes=args.opensearch_nodes, standby=args.postgis_standby)
         if args.cmd == "down":
             return cmd_down(st, args.services)
         if args.cmd == "status":
@@ -69,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "reset":
             return cmd_reset(st)
         if args.cmd == "env":
-            return cmd_env(st, args.tls)
+            return cmd_env(st, args.tls, args.postgis_standby)
         if args.cmd == "which":
             print(binary(args.binary, st.cfg))
             return 0

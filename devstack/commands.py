@@ -20,6 +20,7 @@ from devstack.net import port_free, port_holders
 from devstack.processes import proc_comm, tail_lines
 from devstack.sensitive import redact
 from devstack.services import Service, services
+from devstack.services.opensearch import CLUSTERED, SINGLE, OpenSearch
 
 
 def steps_of(svcs: list[Service]) -> list[str]:
@@ -145,13 +146,60 @@ def _wait_ready(st: Stack, pending: dict[str, tuple[Service, float, float, int]]
             time.sleep(0.5)
 
 
-def cmd_up(st: Stack, names: list[str]) -> int:
+def _with(st: Stack, svcs: list[Service], names: list[str]) -> list[Service]:
+    """``svcs`` plus the services ``names`` (the same instances where already there), in start order."""
+    have = {s.name for s in svcs}
+    extra = [s for s in services(st, names) if s.name not in have]
+    order = [s.name for s in services(st, optional=True)]
+    return sorted([*svcs, *extra], key=lambda s: order.index(s.name))
+
+
+def _opensearch_topology(svcs: list[Service], nodes: int | None) -> None:
+    """Give node 1 the mode ``nodes`` asks for; stop what runs in another topology (it starts again below).
+
+    ``None`` (no option given) leaves a running node as it is: a plain ``up`` never restarts anything.
+    """
+    node1 = next((s for s in svcs if isinstance(s, OpenSearch) and s.node == 1), None)
+    node2 = next((s for s in svcs if isinstance(s, OpenSearch) and s.node == 2), None)
+    if node1 is None:
+        return
+    running = node1.running_mode() if node1.procs() else None
+    if nodes is None:
+        node1.mode = running or SINGLE
+        return
+    node1.mode = CLUSTERED if nodes == 2 else SINGLE
+    if nodes == 1 and node2 is not None and node2.procs():
+        say(f"{node2.name:<10} {node2.stop()} (--opensearch-nodes 1)")
+    if running is not None and running != node1.mode:
+        say(f"{node1.name:<10} {node1.stop()}: restarting as {'a two-node cluster' if nodes == 2 else 'a single node'}")
+
+
+def cmd_up(st: Stack, names: list[str], *, opensearch_nodes: int | None = None, standby: bool = False) -> int:
+    """Start ``names`` (default: every non-optional service); ``opensearch_nodes`` 1 or 2 and ``standby`` add
+    the optional services (they start once the first wave is ready: each needs the service it follows)."""
     t_all = time.monotonic()
     svcs = services(st, names)
+    named = {s.name for s in svcs}
+    if "opensearch-2" in named:
+        if opensearch_nodes == 1:
+            raise StackError("`up opensearch-2` and --opensearch-nodes 1 contradict each other")
+        opensearch_nodes = 2
+    standby = standby or "postgis-standby" in named
+    if standby:
+        svcs = _with(st, svcs, ["postgis", "postgis-standby"])
+    if opensearch_nodes == 2:
+        svcs = _with(st, svcs, ["opensearch", "opensearch-2"])
+    elif opensearch_nodes == 1:
+        svcs = _with(st, svcs, ["opensearch", "opensearch-2"])  # node 2 only to be stopped
     failures: list[str] = []
     with st.lock():
+        _opensearch_topology(svcs, opensearch_nodes)
+        if opensearch_nodes == 1:
+            svcs = [s for s in svcs if s.name != "opensearch-2"]
         ensure_installed(st, steps_of(svcs), verbose=False)
-        _wait_ready(st, _start_all(st, svcs, failures), failures)
+        for wave in ([s for s in svcs if not s.optional], [s for s in svcs if s.optional]):
+            if wave:
+                _wait_ready(st, _start_all(st, wave, failures), failures)
     for msg in failures:
         print(msg, file=sys.stderr, flush=True)
     if failures:
@@ -161,7 +209,7 @@ def cmd_up(st: Stack, names: list[str]) -> int:
 
 
 def cmd_down(st: Stack, names: list[str]) -> int:
-    svcs = services(st, names)
+    svcs = services(st, names, optional=True)
     rc = 0
     with st.lock():
         for svc in reversed(svcs):
@@ -175,7 +223,9 @@ def cmd_down(st: Stack, names: list[str]) -> int:
 
 def status_rows(st: Stack) -> list[dict[str, Any]]:
     rows = []
-    for svc in services(st):
+    for svc in services(st, optional=True):
+        if svc.optional and not svc.procs():
+            continue  # an optional service is listed while it runs (`up --postgis-standby`, `--opensearch-nodes 2`)
         row: dict[str, Any] = {"name": svc.name, "title": svc.title, "log": str(svc.log)}
         try:
             ports = svc.ports()
@@ -251,22 +301,23 @@ def cmd_reset(st: Stack) -> int:
     if rc != 0:
         print("devstack: not deleting the state dir because some processes could not be stopped", file=sys.stderr)
         return rc
-    pg = st.state / "postgis"
-    if pg.is_symlink():
-        shutil.rmtree(pg.resolve(), ignore_errors=True)
+    for name in ("postgis", "postgis-standby"):
+        pg = st.state / name
+        if pg.is_symlink():
+            shutil.rmtree(pg.resolve(), ignore_errors=True)
     shutil.rmtree(st.state, ignore_errors=True)
     say(f"removed {st.state} (user caches ~/.m2, Go caches and ~/.cache/pip are kept)")
     return 0
 
 
-def env_exports(cfg: dict[str, str], *, tls: bool = False) -> dict[str, str]:
+def env_exports(cfg: dict[str, str], *, tls: bool = False, replica: bool = False) -> dict[str, str]:
     """What ``env`` prints: the derived harness settings, then KFM_* set in .env or the environment."""
-    out = harness_env(cfg, tls=tls)
+    out = harness_env(cfg, tls=tls, replica=replica)
     out.update({k: v for k, v in cfg.items() if k.startswith("KFM_")})
     return out
 
 
-def cmd_env(st: Stack, tls: bool = False) -> int:
-    for key, value in env_exports(st.cfg, tls=tls).items():
+def cmd_env(st: Stack, tls: bool = False, replica: bool = False) -> int:
+    for key, value in env_exports(st.cfg, tls=tls, replica=replica).items():
         print(f"export {key}={shlex.quote(value)}")
     return 0

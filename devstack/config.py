@@ -66,12 +66,13 @@ def load_config() -> dict[str, str]:
     return cfg
 
 
-def harness_env(cfg: Mapping[str, str], *, tls: bool = False) -> dict[str, str]:
+def harness_env(cfg: Mapping[str, str], *, tls: bool = False, replica: bool = False) -> dict[str, str]:
     """The harness's ``KFM_*`` settings for this stack, derived from the ``DEVSTACK_*`` values.
 
     ``tls``: the same accounts over the stack's TLS endpoints, each verified against the stack's CA and
     presenting its client certificate (``KFM_<SERVICE>__CA_FILE``, ``__CLIENT_CERT``, ``__CLIENT_KEY``).
     PostgreSQL and Neo4j serve TLS on their usual port; Redis, OPA, OpenSearch and the LLM on their own.
+    ``replica``: heavy reads from the streaming standby (``up --postgis-standby``): ``KFM_POSTGIS__REPLICA_DSN``.
     """
     c = cfg
 
@@ -105,6 +106,9 @@ def harness_env(cfg: Mapping[str, str], *, tls: bool = False) -> dict[str, str]:
         "KFM_LLM__API_KEY": c["DEVSTACK_LLM_API_KEY"],
         "KFM_LLM__MODEL": c["DEVSTACK_LLM_MODEL"],
     }
+    if replica:
+        standby = f"{at('DEVSTACK_POSTGIS_STANDBY_PORT')}/{quote(c['DEVSTACK_PG_DATABASE'], safe='')}"
+        env["KFM_POSTGIS__REPLICA_DSN"] = f"postgresql://{user('DEVSTACK_PG_READER')}@{standby}{pg_mode}"
     if tls:
         files = state_dir(cfg) / "tls"
         for service in TLS_SERVICES:

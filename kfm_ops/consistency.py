@@ -24,6 +24,7 @@ from typing import Protocol
 from kfm_ops import buckets
 from kfm_ops.compare import Diff, Pair, compare
 from kfm_ops.digest import Digest
+from kfm_ops.partition import Partition
 from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
@@ -79,16 +80,19 @@ class GraphSide:
 
 def bucket_compare(postgis: PostgisStore, side: DerivedSide, *, store: str, first_n: int = 10,
                    on_diff: Callable[[str, str], None] | None = None, canonical: buckets.Digests | None = None,
-                   derived: buckets.Digests | None = None) -> Diff:
+                   derived: buckets.Digests | None = None, partition: Partition | None = None) -> Diff:
     """Compare through bucket digests; merge id by id only the buckets that differ. ``canonical``, ``derived``:
-    digests the caller has already (one snapshot, several stores)."""
+    digests the caller has already (one snapshot, several stores). ``partition``: its buckets only, on both
+    sides (given digests are cut to it too)."""
+    part = partition or Partition.whole()
     if canonical is None:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-buckets") as pool:
-            canonical_future = pool.submit(postgis.bucket_digests)  # both engines sum at the same time
+            canonical_future = pool.submit(postgis.bucket_digests, partition)  # both engines sum at the same time
             derived = side.digests() if derived is None else derived
             canonical = canonical_future.result()
     elif derived is None:
         derived = side.digests()
+    canonical, derived = part.only(canonical), part.only(derived)
     differing = buckets.differing(canonical, derived)
     if not differing:
         return Diff(store=store, first_n=first_n, compared=buckets.total(canonical))
@@ -188,18 +192,18 @@ def pending(changed: datetime | None, *, watermark: datetime | None, now: dateti
 
 
 def search_matches(postgis: PostgisStore, search: SearchStore, index: str, *, store: str,
-                   first_n: int = 10) -> Diff:
+                   first_n: int = 10, canonical: Digest | None = None) -> Diff:
     """Compare a search index (or alias) with the canonical set: digests first, the merge on a mismatch.
 
-    The canonical digest (streamed from PostGIS, summed here) is computed in a thread
-    while the cluster computes its own. Equal digests give a clean Diff with
-    ``compared`` = the count; a mismatch runs :func:`compare`, which names the
-    missing, orphaned and stale ids.
+    The canonical digest (streamed from PostGIS, summed here; or given: a partitioned rebuild's
+    partitions each summed theirs) is computed in a thread while the cluster computes its own. Equal
+    digests give a clean Diff with ``compared`` = the count; a mismatch runs :func:`compare`, which
+    names the missing, orphaned and stale ids.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-digest") as pool:
-        canonical = pool.submit(lambda: Digest.of(postgis.published_pairs()))
+        summed = pool.submit(lambda: canonical or Digest.of(postgis.published_pairs()))
         derived = search_reading.search_digest(search.client, index)
-        if canonical.result() == derived:
+        if summed.result() == derived:
             return Diff(store=store, first_n=first_n, compared=derived.count)
     return compare(postgis.published_pairs(), search_reading.search_pairs(search.client, index), store=store,
                    first_n=first_n)

@@ -20,6 +20,7 @@ from kfm_ops.buckets import Digests
 from kfm_ops.compare import compare
 from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare
 from kfm_ops.errors import ActionFailed
+from kfm_ops.partition import Partition
 from kfm_ops.pipeline import chunks, run_bounded
 from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
@@ -48,31 +49,34 @@ class Converged:
 
 
 class Snapshot:
-    """The canonical side of one snapshot: its bucket digests, computed once for every store synced to it."""
+    """The canonical side of one snapshot (its ``partition``: a bucket range, else every bucket): its bucket
+    digests, computed once for every store synced to it."""
 
-    def __init__(self, reader: PostgisStore) -> None:
+    def __init__(self, reader: PostgisStore, partition: Partition | None = None) -> None:
         self.reader = reader
+        self.partition = partition or Partition.whole()
         self._digests: Digests | None = None
 
     @property
     def digests(self) -> Digests:
         if self._digests is None:
-            self._digests = self.reader.bucket_digests()
+            self._digests = self.reader.bucket_digests(self.partition)
         return self._digests
 
 
 def _differences(snapshot: Snapshot, side: SearchSide | GraphSide,
                  store: str) -> tuple[list[str], list[str], int, list[int]]:
-    """(ids to derive again, ids to delete, records compared, buckets that differ) against the snapshot."""
+    """(ids to derive again, ids to delete, records compared, buckets that differ) against the snapshot, in its
+    partition."""
     upsert: list[str] = []
     delete: list[str] = []
 
     def note(kind: str, item_id: str) -> None:
         (delete if kind == "orphaned" else upsert).append(item_id)
 
-    derived = side.digests()
+    derived = snapshot.partition.only(side.digests())
     diff = bucket_compare(snapshot.reader, side, store=store, on_diff=note, canonical=snapshot.digests,
-                          derived=derived)
+                          derived=derived, partition=snapshot.partition)
     return upsert, delete, diff.compared, buckets.differing(snapshot.digests, derived)
 
 
@@ -108,17 +112,23 @@ def search(reader: PostgisStore, store: SearchStore, index: str, grid: float, lo
 
 def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, action: str,
           checkpoint: Callable[[], None], since: Any = None, snapshot: Snapshot | None = None) -> Converged:
-    """Make the graph's Items equal the reader's snapshot (links of items changed ``since`` too); prove it."""
+    """Make the graph's Items (of the snapshot's partition) equal the reader's snapshot (links of items changed
+    ``since`` too); prove it. The whole graph (no partition) also gets its datasets, activities and places merged
+    and those no longer derived pruned; a partitioned run's coordinator does that once, before its partitions."""
     snapshot = snapshot or Snapshot(reader)
+    mine = snapshot.partition
     side = GraphSide(store)
     started = time.monotonic()
     upsert, delete, compared, touched = _differences(snapshot, side, "graph label Item")
     result = Converged(compared=compared, changed_ids=upsert + delete, finding_s=time.monotonic() - started)
-    merge_nodes(reader, store, prune=True)
-    linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))] if since is not None else []
+    if mine.count == 1:
+        merge_nodes(reader, store, prune=True)
+    linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))
+              if mine.holds(buckets.fields(r[0], "")[0])] if since is not None else []
     # an item whose links alone changed keeps its content_hash: items changed since the last sync, and items
     # derived from one that changed or left (a derived-from link exists only between published items) — as the
-    # canonical store links them, and as the graph does (a deleted item's links are gone from the canonical store)
+    # canonical store links them, and as the graph does (a deleted item's links are gone from the canonical store).
+    # Those may lie in another partition: re-linking them here is the same write from the same snapshot.
     changed = upsert + delete
     pointing = set(store.derived_from_any(changed)) if changed else set()
     pointing |= {r[0] for r in reader.rows(derive.DERIVED_TO_SQL, (changed,))} if changed else set()

@@ -19,6 +19,7 @@ from typing import Any
 from kfm_ops import contracts
 from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL
 from kfm_ops.errors import ActionFailed, KfmError
+from kfm_ops.partition import Partition
 from kfm_ops.stores.policy import PolicyStore
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
 
@@ -104,17 +105,20 @@ def grid_degrees(policy: PolicyStore, contracts_dir: Path | None = None) -> floa
     return float(grid)
 
 
-def _only(since: datetime | None, ids: list[str] | None) -> str:
-    """The WHERE clause of a derive query restricted to changes since a time, or to some ids."""
-    if ids is not None:
-        return "WHERE i.id = ANY(%(ids)s)"
-    return "WHERE i.updated_at >= %(since)s" if since else ""
+def _only(since: datetime | None, ids: list[str] | None, partition: Partition | None = None) -> str:
+    """The WHERE clause of a derive query restricted to changes since a time, or to some ids; and to a
+    partition's buckets."""
+    found = ["i.id = ANY(%(ids)s)"] if ids is not None else ["i.updated_at >= %(since)s"] if since else []
+    if partition is not None and partition.count > 1:
+        found.append(partition.where("i.id"))
+    return f"WHERE {' AND '.join(found)}" if found else ""
 
 
 def search_documents(postgis: PostgisStore, grid: float, *, since: datetime | None = None,
-                     ids: list[str] | None = None, batch: int = 5000) -> Iterator[tuple[str, str]]:
+                     ids: list[str] | None = None, batch: int = 5000,
+                     partition: Partition | None = None) -> Iterator[tuple[str, str]]:
     """(id, search document as JSON text) of published items, built by PostGIS: no per-row Python JSON work."""
-    yield from postgis.stream(DOCUMENTS_SQL.format(extra=_only(since, ids)),
+    yield from postgis.stream(DOCUMENTS_SQL.format(extra=_only(since, ids, partition)),
                               {"grid": grid, "since": since, "ids": ids}, batch=batch)
 
 

@@ -30,6 +30,8 @@ NOT_FOUND = "not found"
 BAD_REQUEST = "bad request"
 THROTTLED = "throttled"
 SERVER = "server error"
+CONFLICT = "conflict with recovery"  # a standby's replay cancelled the read (40001 on a hot standby)
+REPLICA_BEHIND = "replica behind"  # a read replica that has not replayed far enough
 
 UNREACHABLE = frozenset({REFUSED, RESET, CLOSED, FAILED, TIMEOUT, AUTH, CERTIFICATE, TLS})
 """Fault classes that mean "we could not talk to it" (as opposed to "it answered an error")."""
@@ -62,6 +64,9 @@ DRIVER_FAULTS: tuple[tuple[str, str], ...] = (
     ("psycopg.errors.InvalidAuthorizationSpecification", AUTH),
     ("psycopg.errors.InsufficientPrivilege", PERMISSION),
     ("psycopg.errors.ReadOnlySqlTransaction", PERMISSION),
+    # kfm-ops reads in REPEATABLE READ READ ONLY and writes in READ COMMITTED: neither meets a serialization
+    # failure on a primary; on a hot standby it is replay cancelling the read (a recovery conflict)
+    ("psycopg.errors.SerializationFailure", CONFLICT),
     ("psycopg.OperationalError", FAILED),  # libpq: the connection failed or broke
     ("psycopg.Error", SERVER),
     # neo4j

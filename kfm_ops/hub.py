@@ -54,6 +54,7 @@ class ServiceHub:
         self._versions: dict[str, str] = {}
         self._extra: list[Store[Any]] = []  # stores opened outside the cache (fresh connections)
         self._owner: PostgisStore | None = None
+        self._replica: PostgisStore | None = None
         self._lock = threading.Lock()
 
     def configured(self, name: str) -> bool:
@@ -90,6 +91,31 @@ class ServiceHub:
                 self._owner = PostgisStore(section, owner=True, application_name=self.application_name)
                 self._extra.append(self._owner)
             return self._owner
+
+    def postgis_replica(self) -> PostgisStore | None:
+        """The read replica (KFM_POSTGIS__REPLICA_DSN), its snapshots dated by the primary; None when none is set."""
+        section = self.settings.postgis
+        if section is None or not section.replica_dsn:
+            return None
+        primary = self.postgis()  # the replica's snapshots are dated against it: open it first
+        with self._lock:
+            if self._replica is None:
+                from kfm_ops.stores.postgis import PostgisStore
+
+                replica = PostgisStore(section, primary=primary, application_name=self.application_name)
+                try:
+                    replica.ping()
+                except KfmError:
+                    replica.close()
+                    raise
+                self._replica = replica
+                self._extra.append(replica)
+            return self._replica
+
+    def canonical(self) -> PostgisStore:
+        """Where heavy canonical reads go (streams, digests): the replica when one is configured, else the
+        primary's read store. Control, locks, ledger, watermarks and dating lookups stay on the primary."""
+        return self.postgis_replica() or self.postgis()
 
     def fresh_postgis_writer(self) -> PostgisStore:
         """A new write connection to the canonical store, not the shared one (for a retry after a drop)."""
@@ -256,3 +282,4 @@ class ServiceHub:
             self._stores.clear()
             self._extra.clear()
             self._owner = None
+            self._replica = None

@@ -58,14 +58,21 @@ class PostgisSettings(ServiceSettings):
     password: SecretStr | None = None
     write_dsn: str | None = None
     write_password: SecretStr | None = None
+    # heavy reads (the consistency streams, the rebuild and sync streams) from a streaming replica, as the
+    # read role (its password: replica_password, else password); docs/scale.md, "Reading from a replica"
+    replica_dsn: str | None = None
+    replica_password: SecretStr | None = None
+    # how long a run waits for the replica to replay what the primary had committed when it started; past
+    # that, an action's watermark is the replica's last replayed commit, a check fails naming the lag
+    replica_max_wait: float = Field(30.0, ge=0, le=3600)
 
-    @field_validator("dsn", "write_dsn")
+    @field_validator("dsn", "write_dsn", "replica_dsn")
     @classmethod
     def _dsn(cls, v: str | None) -> str | None:
         return None if v is None else _check_url(v, ("postgresql", "postgres"), "postgresql://user@host:5432/kfm")
 
     def plaintext_url(self) -> str:
-        for name, dsn in (("DSN", self.dsn), ("WRITE_DSN", self.write_dsn)):
+        for name, dsn in (("DSN", self.dsn), ("WRITE_DSN", self.write_dsn), ("REPLICA_DSN", self.replica_dsn)):
             mode = dsn_sslmode(dsn or "")
             if mode in ("disable", "allow", "prefer"):
                 return f"{{var}}__{name} says sslmode={mode}, which does not verify the server (drop it: the CA " \
@@ -108,7 +115,10 @@ class SearchSettings(_HttpSettings):
     write_username: str | None = None  # actions only; unset: the check account (give checks a reader)
     write_password: SecretStr | None = None
     verify_certs: bool = True
-    allow_yellow: bool = True
+    # a yellow cluster (replica shards unassigned: redundancy lost) fails the health checks unless allowed
+    allow_yellow: bool = False
+    # how long a rebuild waits for its new index's replicas (green) before the alias swap
+    green_timeout: float = Field(300.0, gt=0, le=86400)
 
 
 class CacheSettings(ServiceSettings):
@@ -158,6 +168,8 @@ class CheckSettings(BaseModel):
     # a change whose transaction began up to this long before a sync's snapshot may have committed after it
     transaction_margin_seconds: float = Field(300, ge=0)
     max_redis_memory_ratio: float = Field(0.9, gt=0, le=1)
+    # old-generation heap in use after collections: above this a node spends its time in GC, then trips breakers
+    max_search_heap_ratio: float = Field(0.85, gt=0, le=1)
     first_n: int = Field(10, ge=1, le=1000)
     baseline_file: Path | None = None  # known failures (TOML): reported as known until their expiry
 

@@ -100,12 +100,14 @@ def postgis_sslmode(section: PostgisSettings, dsn: str) -> str:
 
 def _postgis(section: PostgisSettings) -> list[Transport]:
     found = []
-    for name, dsn in (("dsn", section.dsn), ("write_dsn", section.write_dsn)):
+    labels = {"dsn": "the checks' connection", "write_dsn": "the actions' connection",
+              "replica_dsn": "the replica reads"}
+    for name, dsn in (("dsn", section.dsn), ("write_dsn", section.write_dsn), ("replica_dsn", section.replica_dsn)):
         if not dsn:
             continue
         setting = _var("postgis", name)
         mode = postgis_sslmode(section, dsn)
-        label = "the actions' connection" if name == "write_dsn" else "the checks' connection"
+        label = labels[name]
         if mode == "verify-full":
             found.append(_tls("postgis", section, setting, f", sslmode=verify-full ({label})"))
         elif mode in ("require", "verify-ca"):

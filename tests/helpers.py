@@ -55,6 +55,14 @@ def kfm_maint(*args: str, env: dict[str, str] | None = None, input: str | None =
                           input=input, timeout=timeout, check=False)
 
 
+def devstack(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``devstack/stack`` on the stack under test (its .env and environment), asserting it succeeded."""
+    proc = subprocess.run([str(ROOT / "devstack" / "stack"), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    assert proc.returncode == 0, f"devstack/stack {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
 def stack_binary(name: str) -> str:
     """Where the local stack installed ``name`` (opa, toxiproxy, initdb, redis-server, ...): devstack knows."""
     from devstack.stack import StackError, binary

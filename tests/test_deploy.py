@@ -119,7 +119,8 @@ def _manifest(name: str) -> dict:
     return yaml.safe_load((DEPLOY / "kubernetes" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["cronjob-opschecks.yaml", "job-cache-rebuild.yaml"])
+@pytest.mark.parametrize("name", ["cronjob-opschecks.yaml", "job-cache-rebuild.yaml", "job-reindex-coordinator.yaml",
+                                  "job-reindex-partitions.yaml"])
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_kubernetes_manifests_validate_against_the_schemas(name: str, version: str) -> None:
     import kubernetes_validate
@@ -145,7 +146,7 @@ def _pod(manifest: dict) -> dict:
 def _secure_pod_with_secrets(manifest: dict) -> dict:
     pod = _pod(manifest)
     (container,) = pod["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -178,6 +179,29 @@ def test_the_job_runs_one_confirmed_action_never_retried() -> None:
 
     parsed = build_parser().parse_args(args)
     assert (parsed.command, parsed.subcommand, parsed.confirm) == ("cache", "rebuild", "PRODUCTION")
+
+
+def test_the_partitioned_rebuild_is_a_coordinator_and_an_indexed_job_of_its_partitions() -> None:
+    """The Indexed Job runs one worker per partition (the completion index picks it), as many as the coordinator
+    waits for; a failed index is retried alone; the coordinator is never retried and outlives its wait."""
+    from maintenance.cli import build_parser
+
+    coordinator, workers = _manifest("job-reindex-coordinator.yaml"), _manifest("job-reindex-partitions.yaml")
+    lead = build_parser().parse_args(_secure_pod_with_secrets(coordinator)["args"])
+    assert coordinator["spec"]["backoffLimit"] == 0 and lead.partitions > 1 and lead.partition is None
+    assert coordinator["spec"]["activeDeadlineSeconds"] > lead.partition_wait
+    spec = workers["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == lead.partitions
+    assert spec["backoffLimitPerIndex"] >= 1 and spec["maxFailedIndexes"] == 0
+    container = _secure_pod_with_secrets(workers)
+    (partition,) = [e for e in container["env"] if e["name"] == "PARTITION"]
+    assert partition["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    for index in range(spec["completions"]):  # what each pod runs, once Kubernetes expands $(PARTITION)
+        args = [a.replace("$(PARTITION)", str(index)) for a in container["args"]]
+        worker = build_parser().parse_args(args)
+        assert (worker.partition.index, worker.partition.count) == (index, lead.partitions)
+        assert (worker.targets, worker.confirm) == (lead.targets, "PRODUCTION")
 
 
 # --------------------------------------------------------------------------- systemd

@@ -28,7 +28,7 @@ def scratch(search_writer: Any, owner_pg: Any) -> Iterator[str]:
     """A copy of the canonical documents in a throw-away index with the contract mapping."""
     contract = contracts.load("search")
     search_writer.indices.delete(index=SCRATCH, ignore_unavailable=True)
-    search_writer.indices.create(index=SCRATCH, body={"settings": contract["settings"],
+    search_writer.indices.create(index=SCRATCH, body={"settings": contracts.search_index_settings(contract, "dev"),
                                                       "mappings": contract["mappings"]})
     body = "".join(f'{{"index":{{"_id":"{item_id}"}}}}\n{doc}\n' for item_id, doc in search_documents(owner_pg, 0.1))
     assert not search_writer.bulk(index=SCRATCH, body=body, refresh=True)["errors"]
@@ -52,8 +52,8 @@ def test_multi_shard_index_is_read_in_id_order(owner_pg: Any, search_writer: Any
     contract = contracts.load("search")
     two = f"{scratch}-2"
     search_writer.indices.delete(index=two, ignore_unavailable=True)
-    search_writer.indices.create(index=two, body={"settings": {**contract["settings"], "number_of_shards": 2},
-                                                  "mappings": contract["mappings"]})
+    settings = {**contracts.search_index_settings(contract, "dev"), "number_of_shards": 2}
+    search_writer.indices.create(index=two, body={"settings": settings, "mappings": contract["mappings"]})
     try:
         search_writer.reindex(body={"source": {"index": scratch}, "dest": {"index": two}}, refresh=True)
         assert read_back_digest(search_writer, two) == Digest.of(owner_pg.published_pairs())

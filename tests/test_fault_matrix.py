@@ -31,16 +31,14 @@ RESULTS = ROOT / "reports" / "fault-matrix.json"
 BOUND_SECONDS = 60.0
 CONNECT, QUERY = "2", "4"
 
-# service → (upstream, settings pointing at the proxy port, the action that needs it most)
-SERVICES: dict[str, tuple[str, dict[str, str], list[str] | None]] = {
-    "postgis": ("127.0.0.1:5432", {"KFM_POSTGIS__DSN": "postgresql://kfm_reader@127.0.0.1:{port}/kfm?sslmode=disable",
-                                   "KFM_POSTGIS__WRITE_DSN": "postgresql://kfm_owner@127.0.0.1:{port}/kfm?sslmode=disable"},
-                ["cache", "rebuild"]),
-    "graph": ("127.0.0.1:7687", {"KFM_GRAPH__URL": "bolt://127.0.0.1:{port}"}, ["reindex", "--targets", "graph"]),
-    "search": ("127.0.0.1:9200", {"KFM_SEARCH__URL": "http://127.0.0.1:{port}"}, ["reindex", "--targets", "search"]),
-    "cache": ("127.0.0.1:6379", {"KFM_CACHE__URL": "redis://127.0.0.1:{port}/0"}, ["cache", "rebuild"]),
-    "policy": ("127.0.0.1:8181", {"KFM_POLICY__URL": "http://127.0.0.1:{port}"}, ["reindex", "--targets", "graph"]),
-    "llm": ("127.0.0.1:8011", {"KFM_LLM__URL": "http://127.0.0.1:{port}"}, None),
+# service → the action that needs it most (each reached where the settings say, through a proxy)
+SERVICES: dict[str, list[str] | None] = {
+    "postgis": ["cache", "rebuild"],
+    "graph": ["reindex", "--targets", "graph"],
+    "search": ["reindex", "--targets", "search"],
+    "cache": ["cache", "rebuild"],
+    "policy": ["reindex", "--targets", "graph"],
+    "llm": None,
 }
 
 # fault → (how to inject it, the fault classes a failure may name, the outcome required:
@@ -83,10 +81,8 @@ def stores(owner_pg: Any, search_writer: Any, graph_writer: Any, cache_writer: A
 
 
 def _env(service: str, port: int) -> dict[str, str]:
-    _upstream, urls, _action = SERVICES[service]
     prefix = f"KFM_{service.upper()}__"
-    env = {k: v.format(port=port) for k, v in urls.items()}
-    return {**env, prefix + "CONNECT_TIMEOUT": CONNECT, prefix + "QUERY_TIMEOUT": QUERY}
+    return {**toxiproxy.through(service, port), prefix + "CONNECT_TIMEOUT": CONNECT, prefix + "QUERY_TIMEOUT": QUERY}
 
 
 def _message(service: str, output: str) -> str:
@@ -100,35 +96,44 @@ def _message(service: str, output: str) -> str:
     return ""
 
 
-def _observe(service: str, fault: str, what: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+def _observe(service: str, fault: str, what: str, args: list[str], env: dict[str, str],
+             observed: list[dict[str, Any]]) -> dict[str, Any]:
     started = time.monotonic()
     proc = kfm_maint(*args, env=env, timeout=BOUND_SECONDS * 3)
     seconds = time.monotonic() - started
     output = proc.stdout + proc.stderr
     cell = {"service": service, "fault": fault, "run": what, "exit": proc.returncode, "seconds": round(seconds, 1),
             "traceback": "Traceback" in output,
-            "message": _message(service, output)}
-    _observed.append(cell)
+            "message": _message(service.split(" ")[0], output)}
+    observed.append(cell)
     return {**cell, "output": output}
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("service", list(SERVICES))
 def test_fault_cell(service: str, fault: str, stores: Any) -> None:
-    upstream, _urls, action = SERVICES[service]
-    toxic, classes, required = FAULTS[fault]
     before = stores()
-    with toxiproxy.proxy(f"matrix-{service}", upstream) as proxy:
+    run_cell(service, fault, _observed)
+    assert stores() == before, "a faulted run changed a store"
+
+
+def run_cell(service: str, fault: str, observed: list[dict[str, Any]], *, env: dict[str, str] | None = None,
+             label: str = "") -> None:
+    """One cell: ``service`` behind a proxy with ``fault``; its smoke checks and its action each end within the
+    bound, with the documented exit code, naming the service and the fault class, without a traceback."""
+    action = SERVICES[service]
+    toxic, classes, required = FAULTS[fault]
+    with toxiproxy.proxy(f"matrix-{service}", toxiproxy.upstream(service)) as proxy:
         if toxic is None:
             proxy.enable(False)
         else:
             proxy.toxic(toxic["type"], toxic["stream"], **toxic["attributes"])
-        env = _env(service, proxy.port)
+        cell_env = {**(env or {}), **_env(service, proxy.port)}
         runs = [("smoke checks", ["check", "--", "-m", f"{service} and smoke", "-q", "-p", "no:cacheprovider"])]
         if action:
             runs.append((f"kfm-maint {' '.join(action)}", [*action, "--no-verify"]))
         for what, args in runs:
-            cell = _observe(service, fault, what, args, env)
+            cell = _observe(label or service, fault, what, args, cell_env, observed)
             assert cell["seconds"] < BOUND_SECONDS, f"{what} hung: {cell['seconds']}s"
             assert not cell["traceback"], cell["output"][-3000:]
             if required == "succeed" or (required == "either" and cell["exit"] == 0):
@@ -139,14 +144,12 @@ def test_fault_cell(service: str, fault: str, stores: Any) -> None:
             if cell["exit"] in (4, 5):
                 assert service in cell["output"], cell["output"][-3000:]
                 assert any(c in cell["output"] for c in classes), (classes, cell["output"][-3000:])
-    assert stores() == before, "a faulted run changed a store"
 
 
 @pytest.mark.parametrize("service", ["postgis", "cache", "search", "graph", "policy"])
 def test_one_reset_during_warm_up_is_retried(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    upstream, _urls, _action = SERVICES[service]
     retried: list[str] = []
-    with toxiproxy.proxy(f"retry-{service}", upstream) as proxy:
+    with toxiproxy.proxy(f"retry-{service}", toxiproxy.upstream(service)) as proxy:
         proxy.toxic("reset_peer", "downstream", timeout=0)
 
         def heal(name: str, reason: str) -> None:
@@ -162,6 +165,24 @@ def test_one_reset_during_warm_up_is_retried(service: str, monkeypatch: pytest.M
             hub.close()
     assert len(retried) == 1, retried
     assert retried[0].startswith(("connection reset", "connection closed", "connection failed"))
+
+
+def _two_node_rows() -> list[str]:
+    """The search row again on a two-node cluster, and with one node stopped (tests/test_search_cluster.py)."""
+    path = RESULTS.with_name("fault-matrix-two-nodes.json")
+    if not path.is_file():
+        return []
+    lines = ["", "### The search row on a two-node cluster", "",
+             "`tests/test_search_cluster.py` starts a second OpenSearch node (`devstack/stack up",
+             "--opensearch-nodes 2`), gives the dev environment 2 primaries and 1 replica (a contract copy) and runs",
+             "the same cells with node 1 behind the proxy; `node_stopped` stops node 2 instead (the cluster turns",
+             "yellow: the smoke checks fail, a forced rebuild fails at its `replicas` step after",
+             "`KFM_SEARCH__GREEN_TIMEOUT`, 5 s here).", "",
+             "| service | fault | run | exit | seconds | first line of the report |", "|---|---|---|---:|---:|---|"]
+    for c in json.loads(path.read_text()):
+        message = c["message"].replace("|", "\\|") or ("ok" if c["exit"] == 0 else "")
+        lines.append(f"| {c['service']} | {c['fault']} | {c['run']} | {c['exit']} | {c['seconds']} | {message} |")
+    return [*lines, ""]
 
 
 def render(cells: list[dict[str, Any]]) -> str:
@@ -205,6 +226,7 @@ def render(cells: list[dict[str, Any]]) -> str:
         lines.append(f"| {c['service']} | {c['fault']} | {c['run']} | {c['exit']} | {c['seconds']} | {message} |")
     lines += [
         "",
+        *_two_node_rows(),
         "A reset during warm-up is retried (3 attempts, 0.5 s × attempt back-off):",
         "`test_one_reset_during_warm_up_is_retried` resets the first connection to postgis, cache, search,",
         "graph and policy and sees the second succeed.",

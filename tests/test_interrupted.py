@@ -101,7 +101,7 @@ def test_reindex_killed_leaves_alias_on_the_complete_old_index(point: str, searc
                                                               owner_pg: Any) -> None:
     live = sorted(search_writer.indices.get_alias(name=ALIAS))[0]
     count = search_writer.count(index=ALIAS)["count"]
-    with toxiproxy.proxy("search-kill", "127.0.0.1:9200") as p:
+    with toxiproxy.proxy("search-kill", toxiproxy.upstream("search")) as p:
         if point == "bulk":
             p.toxic("bandwidth", "upstream", rate=40)  # KB/s: the bulk body crawls
         else:
@@ -129,7 +129,7 @@ def test_reindex_killed_leaves_alias_on_the_complete_old_index(point: str, searc
 def test_sigterm_stops_at_a_safe_point(search_writer: Any, owner_pg: Any) -> None:
     live = sorted(search_writer.indices.get_alias(name=ALIAS))[0]
     count = search_writer.count(index=ALIAS)["count"]
-    with toxiproxy.proxy("search-term", "127.0.0.1:9200") as p:
+    with toxiproxy.proxy("search-term", toxiproxy.upstream("search")) as p:
         p.toxic("bandwidth", "upstream", rate=40)
         _remember_indices(search_writer)
         proc = _start_reindex(f"http://127.0.0.1:{p.port}")
@@ -163,10 +163,10 @@ def test_graph_sync_interrupted_mid_upsert_reports_exact_staleness_then_converge
     graph_writer.run("MATCH (i:Item) SET i.content_hash = 'stale', i.sync_h1 = 0")
     stale = lambda: graph_writer.run("MATCH (i:Item {content_hash: 'stale'}) RETURN count(*) AS n")[0]["n"]  # noqa: E731
     total = stale()
-    with toxiproxy.proxy("graph-kill", "127.0.0.1:7687") as p:
+    with toxiproxy.proxy("graph-kill", toxiproxy.upstream("graph")) as p:
         p.toxic("latency", "downstream", latency=400)
         proc = _start(["reindex", "--targets", "graph", "--batch-size", "100"],
-                      {"KFM_GRAPH__URL": f"bolt://127.0.0.1:{p.port}"})
+                      toxiproxy.through("graph", p.port))
         _wait_for(lambda: 0 < stale() < total, proc, timeout=180)
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=120)
@@ -190,9 +190,9 @@ def test_cache_rebuild_killed_mid_summaries_leaves_whole_summaries(cache_writer:
     for key in keys:
         cache_writer.hset(key, "content_hash", "stale")
     rewritten = lambda: sum(cache_writer.hget(k, "content_hash") != "stale" for k in keys)  # noqa: E731
-    with toxiproxy.proxy("cache-kill", "127.0.0.1:6379") as p:
+    with toxiproxy.proxy("cache-kill", toxiproxy.upstream("cache")) as p:
         p.toxic("latency", "downstream", latency=150)
-        proc = _start(["cache", "rebuild"], {"KFM_CACHE__URL": f"redis://127.0.0.1:{p.port}/0"})
+        proc = _start(["cache", "rebuild"], toxiproxy.through("cache", p.port))
         _wait_for(lambda: 0 < rewritten() < len(keys), proc, timeout=120)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

@@ -123,7 +123,7 @@ def test_a_killed_sync_leaves_the_stores_readable_and_the_next_run_converges(pip
                                                                            search_writer: Any) -> None:
     run = pipeline(rate=200, seconds=3)
     run.join(30)
-    with toxiproxy.proxy("slow-search", "127.0.0.1:9200") as proxy:
+    with toxiproxy.proxy("slow-search", toxiproxy.upstream("search")) as proxy:
         proxy.toxic("latency", latency=300, jitter=0)  # every search request slow: the kill lands mid-run
         proc = subprocess.Popen([sys.executable, "-m", "maintenance.cli", "sync", "--targets", "search,graph",
                                  "--no-verify"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -81,9 +81,8 @@ def test_losing_the_lock_mid_run_stops_the_run(owner_pg: Any, search_writer: Any
 
 def test_a_reset_control_connection_at_the_end_does_not_lose_the_record(owner_pg: Any, kfm_settings: Any) -> None:
     """The connection that writes the ledger's end record is reset while that write waits: a fresh one writes it."""
-    section = kfm_settings.postgis
-    with toxiproxy.proxy("ledger-end", "127.0.0.1:5432") as proxy:
-        dsn = section.write_dsn.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    with toxiproxy.proxy("ledger-end", toxiproxy.upstream("postgis")) as proxy:
+        dsn = toxiproxy.through("postgis", proxy.port)["KFM_POSTGIS__WRITE_DSN"]
         table = pg_connect(kfm_settings, "kfm-ops-tests-ledger-table", autocommit=False)
         row = pg_connect(kfm_settings, "kfm-ops-tests-ledger-row", autocommit=False)
         try:

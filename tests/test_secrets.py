@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, kfm_maint
+from tests import toxiproxy
+from tests.helpers import kfm_maint
 
 pytestmark = pytest.mark.devstack
 
@@ -22,8 +23,10 @@ CANARY = "kfm-canary-9d1f0b6e7a"
 
 
 def _stack_env() -> dict[str, str]:
-    lines = (ROOT / ".env.example").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.startswith("KFM_"))
+    """The harness settings of the stack under test (derived by devstack from its ports: whatever they are)."""
+    from devstack.config import harness_env, load_config
+
+    return harness_env(load_config())
 
 
 def _assert_clean(where: str, text: str) -> None:
@@ -62,7 +65,7 @@ def test_canary_on_failure_paths(tmp_path: Path, args: list[str]) -> None:
     env = {**_stack_env(), "KFM_POSTGIS__PASSWORD": CANARY, "KFM_POSTGIS__WRITE_PASSWORD": CANARY,
            "KFM_GRAPH__PASSWORD": CANARY, "KFM_CACHE__PASSWORD": CANARY, "KFM_CACHE__WRITE_PASSWORD": CANARY,
            "KFM_LLM__API_KEY": CANARY, "KFM_POLICY__TOKEN": CANARY,
-           "KFM_POSTGIS__DSN": f"postgresql://kfm_reader:{CANARY}@127.0.0.1:5432/kfm"}
+           "KFM_POSTGIS__DSN": f"postgresql://kfm_reader:{CANARY}@{toxiproxy.upstream('postgis')}/kfm"}
     proc = _run_and_check(tmp_path, env, *args)
     assert proc.returncode in (1, 4), (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr

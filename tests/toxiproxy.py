@@ -1,17 +1,52 @@
-"""A small client of the local stack's Toxiproxy (HTTP API on 127.0.0.1:8474) for fault tests."""
+"""A small client of the local stack's Toxiproxy (its HTTP API on DEVSTACK_TOXIPROXY_PORT) for fault tests.
+
+The services it proxies are the ones the settings point at (``upstream``), and ``through`` gives the
+settings that reach a service through a proxy instead: whatever ports this stack runs on.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from devstack.config import load_config
+from kfm_ops.settings import load_settings
 from tests.helpers import free_port
 
-API = f"http://127.0.0.1:{os.environ.get('DEVSTACK_TOXIPROXY_PORT', '8474')}"
+API = f"http://127.0.0.1:{load_config()['DEVSTACK_TOXIPROXY_PORT']}"
+# the settings that name where each service is (a DSN's user, database and options are kept)
+URL_SETTINGS = {"postgis": ("DSN", "WRITE_DSN"), "graph": ("URL",), "search": ("URL",), "cache": ("URL",),
+                "policy": ("URL",), "llm": ("URL",)}
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def upstream(service: str) -> str:
+    """host:port of ``service`` as the settings (KFM_ENV_FILE, .env, the environment) name it."""
+    section = load_settings().section(service)
+    assert section is not None, f"{service} is not configured"
+    return _address(getattr(section, URL_SETTINGS[service][0].lower()))
+
+
+def through(service: str, port: int, settings: Any = None) -> dict[str, str]:
+    """The ``KFM_<SERVICE>__*`` URL settings of ``service`` rewritten to reach it at 127.0.0.1:``port``."""
+    section = (settings or load_settings()).section(service)
+    assert section is not None, f"{service} is not configured"
+    env = {}
+    for name in URL_SETTINGS[service]:
+        url = getattr(section, name.lower())
+        if url:
+            parts = urlsplit(url)
+            user = f"{parts.username}@" if parts.username else ""
+            env[f"KFM_{service.upper()}__{name}"] = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
+    return env
 
 
 class Proxy:

@@ -25,6 +25,7 @@ class Service:
     stop_signal = signal.SIGTERM
     stop_timeout = 20.0
     run_as_postgres = False
+    optional = False  # started only when asked for (an option of `up`); `down` stops it, `status` shows it when up
 
     def __init__(self, st: Stack) -> None:
         self.st = st

@@ -32,6 +32,9 @@ def _read(name: str, path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UsageError(f"contract file {str(path)!r} is not valid JSON: {exc}") from None
     validate(name, data, str(path))
+    if name == "search":
+        for environment in ENVIRONMENTS:  # a bad topology stops the run at load (exit 2), not mid-rebuild
+            search_shards(data, environment)
     return data
 
 
@@ -58,6 +61,30 @@ def extent(postgis: dict[str, Any]) -> tuple[str, Box, Box]:
                              hint="declare the deployment's extent in postgis.json (docs/contracts.md)")
         boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
     return str(declared.get("name", "the declared extent")), boxes[0], boxes[1]
+
+
+ENVIRONMENTS = ("dev", "staging", "production")
+
+
+def search_shards(search: dict[str, Any], environment: str) -> tuple[int, int]:
+    """(primaries, replicas) the search contract's ``shards`` gives ``environment``."""
+    entry = (search.get("shards") or {}).get(environment)
+    primaries = entry.get("primaries") if isinstance(entry, dict) else None
+    replicas = entry.get("replicas") if isinstance(entry, dict) else None
+    if not (isinstance(primaries, int) and isinstance(replicas, int) and 1 <= primaries <= 1024
+            and 0 <= replicas <= 16):
+        raise UsageError(f"search contract: shards.{environment} is {entry!r}, not "
+                         '{"primaries": 1..1024, "replicas": 0..16}',
+                         hint="give every environment its shard topology in search.json (docs/contracts.md)")
+    return primaries, replicas
+
+
+def search_index_settings(search: dict[str, Any], environment: str, *, replicas: int | None = None) -> dict[str, Any]:
+    """The settings of a new index for ``environment``: the contract's ``settings`` and its shard topology
+    (``replicas`` overrides the contract's replica count: a rebuild loads with none, then raises them)."""
+    primaries, wanted = search_shards(search, environment)
+    return {**search["settings"], "number_of_shards": primaries,
+            "number_of_replicas": wanted if replicas is None else replicas}
 
 
 def migrations(override: Path | None = None) -> list[Path]:

@@ -40,6 +40,7 @@ def _flatten(properties: dict[str, Any], prefix: str = "") -> Iterator[str]:
 def _search(c: dict[str, Any], _folder: Path | None) -> Iterator[str]:
     yield from ("search:alias", "search:index_prefix", "search:identity_index", "search:dynamic")
     yield from (f"search:setting:{name}" for name in c.get("settings", {}))
+    yield from (f"search:shards:{environment}" for environment in c.get("shards", {}))
     yield from (f"search:field:{name}" for name in _flatten(c["mappings"]["properties"]))
     yield from (f"search:meta:{name}" for name in c.get("meta_fields", []))
 

@@ -16,6 +16,7 @@ import pytest
 from kfm_ops import contracts as _contracts
 from kfm_ops.errors import KfmError, NotConfigured
 from kfm_ops.hub import ServiceHub
+from kfm_ops.partition import Partition
 from kfm_ops.settings import SERVICES, Settings
 
 if TYPE_CHECKING:  # the stores import their drivers when a check first uses one
@@ -32,6 +33,7 @@ ContractLoader = Callable[[str], dict[str, Any]]
 HUB_KEY = pytest.StashKey[ServiceHub]()
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_ID_KEY = pytest.StashKey[str]()
+PARTITION_KEY = pytest.StashKey["Partition"]()
 
 
 def _read_store(request: pytest.FixtureRequest, name: str) -> Any:
@@ -62,6 +64,12 @@ def kfm_run_id(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
+def kfm_partition(pytestconfig: pytest.Config) -> Partition:
+    """The buckets this run's cross-store comparisons cover (``--kfm-partition i/N``; all of them by default)."""
+    return pytestconfig.stash[PARTITION_KEY]
+
+
+@pytest.fixture(scope="session")
 def kfm_hub(pytestconfig: pytest.Config) -> ServiceHub:
     """The read-only service hub shared by every check of the session."""
     return pytestconfig.stash[HUB_KEY]
@@ -78,6 +86,29 @@ def postgis(request: pytest.FixtureRequest) -> PostgisStore:
     """Read-only canonical store (PostGIS): read-only sessions at the server, a statement timeout."""
     store: PostgisStore = _read_store(request, "postgis")
     return store
+
+
+@pytest.fixture
+def canonical(postgis: PostgisStore, kfm_hub: ServiceHub) -> PostgisStore:
+    """Where a check's heavy canonical reads go (streams, digests): the read replica
+    (KFM_POSTGIS__REPLICA_DSN) once it has replayed what the primary had committed when the check started,
+    else ``postgis``; a replica that does not catch up within KFM_POSTGIS__REPLICA_MAX_WAIT fails the check."""
+    from kfm_ops.stores.replica import dated
+
+    try:
+        replica = kfm_hub.postgis_replica()
+        found = dated(postgis, replica) if replica is not None else None
+    except KfmError as exc:
+        problem = str(exc)
+    else:
+        if replica is None or found is None:
+            return postgis
+        if found.caught_up:
+            return replica
+        problem = (f"the postgis replica at {replica.address} is {found.describe(replica.section.replica_max_wait)}: "
+                   "it cannot serve this check's reads (fix its replication: test_postgis_replication_lag; or "
+                   "unset KFM_POSTGIS__REPLICA_DSN)")
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -18,16 +18,20 @@ from kfm_ops import log, transport
 from kfm_ops.baseline import load as load_baseline
 from kfm_ops.errors import KfmError
 from kfm_ops.hub import ServiceHub
+from kfm_ops.partition import Partition
 from kfm_ops.paths import writable
 from kfm_ops.pytest_plugin import assertions
 from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fixtures by being here
     HUB_KEY,
+    PARTITION_KEY,
     RUN_ID_KEY,
     SETTINGS_KEY,
     cache,
+    canonical,
     graph,
     kfm_contract,
     kfm_hub,
+    kfm_partition,
     kfm_run_id,
     kfm_settings,
     kfm_write_access,
@@ -95,6 +99,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--metrics-file", "--kfm-metrics-file", dest="kfm_metrics_file", default=None, metavar="PATH",
                     help="write the run's Prometheus metrics to PATH (a node_exporter textfile, written atomically); "
                          "KFM_METRICS__PUSHGATEWAY_URL pushes them too")
+    group.addoption("--kfm-partition", default=None, metavar="i/N",
+                    help="compare only partition i (0-based) of N of the buckets in the cross-store consistency "
+                         "checks: N runs, one per partition, cover every record once")
     group.addoption("--kfm-baseline", default=None, metavar="FILE",
                     help="known failures (TOML) reported as xfail until their expiry "
                          "(default: KFM_CHECKS__BASELINE_FILE)")
@@ -117,8 +124,10 @@ def pytest_configure(config: pytest.Config) -> None:
     assertions.configure(first_n=settings.checks.first_n)
     try:
         baseline = load_baseline(config.getoption("kfm_baseline") or settings.checks.baseline_file)
+        part = config.getoption("kfm_partition")
+        config.stash[PARTITION_KEY] = Partition.parse(part) if part else Partition.whole()
     except KfmError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(str(exc).replace("--partition", "--kfm-partition")) from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[RUN_ID_KEY] = run_id
     config.stash[HUB_KEY] = ServiceHub(settings)

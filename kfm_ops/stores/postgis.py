@@ -30,6 +30,7 @@ from kfm_ops import transport
 from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL, Digests
 from kfm_ops.errors import UsageError
 from kfm_ops.identity import Identity
+from kfm_ops.partition import Partition
 from kfm_ops.settings import PostgisSettings
 from kfm_ops.stores.base import Store
 from kfm_ops.tls_settings import dsn_sslmode
@@ -68,15 +69,22 @@ class PostgisStore(Store[PostgisSettings]):
     label: ClassVar[str] = "postgis"
 
     def __init__(self, section: PostgisSettings, *, write: bool = False, application_name: str = "kfm-ops",
-                 owner: bool = False) -> None:
+                 owner: bool = False, primary: PostgisStore | None = None) -> None:
         """``write``: the owner role (the write DSN), able to write; ``owner``: the owner role in a read-only
-        session (what only the owner may read, e.g. the operators' password hashes, without writing)."""
+        session (what only the owner may read, e.g. the operators' password hashes, without writing);
+        ``primary``: this store is the read replica (KFM_POSTGIS__REPLICA_DSN) and ``primary`` dates its
+        snapshots (:mod:`kfm_ops.stores.replica`)."""
         super().__init__(section, write=write)
         if (write or owner) and not section.write_dsn:
             raise UsageError("postgis write access needs KFM_POSTGIS__WRITE_DSN",
                              hint="set the owner DSN for kfm-maint")
-        self.dsn = (section.write_dsn if write or owner else section.dsn) or ""
-        secret = section.write_password if write or owner else section.password
+        self.primary = primary
+        if primary is not None:
+            self.dsn = section.replica_dsn or ""
+            secret = section.replica_password or section.password
+        else:
+            self.dsn = (section.write_dsn if write or owner else section.dsn) or ""
+            secret = section.write_password if write or owner else section.password
         timeout_ms = int(section.query_timeout * 1000)
         if write:
             # Actions run long statements on purpose (COPY, REFRESH … CONCURRENTLY, a million-row
@@ -218,14 +226,20 @@ class PostgisStore(Store[PostgisSettings]):
         return int(self.conn.info.backend_pid)
 
     # --- the store's own reading
-    def published_pairs(self, *, batch: int = 10_000) -> Iterator[Pair]:
-        """(id, content_hash) of the published items, in byte order of the ids, memory flat."""
-        yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
+    def published_pairs(self, *, batch: int = 10_000, partition: Partition | None = None) -> Iterator[Pair]:
+        """(id, content_hash) of the published items (of ``partition``), in byte order of the ids, memory flat."""
+        if partition is None or partition.count == 1:
+            yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
+            return
+        yield from self.stream(f"SELECT id, content_hash FROM {PUBLISHED_ITEMS} WHERE {partition.where()} "
+                               'ORDER BY id COLLATE "C"', batch=batch)
 
-    def bucket_digests(self) -> Digests:
-        """Per bucket of the published items: (count, sum of h1, sum of h2), computed by PostgreSQL."""
+    def bucket_digests(self, partition: Partition | None = None) -> Digests:
+        """Per bucket of the published items (of ``partition``): (count, sum of h1, sum of h2), computed by
+        PostgreSQL."""
+        where = partition.where() if partition is not None else "true"
         rows = self.rows(f"SELECT b, count(*), sum(h1), sum(h2) FROM (SELECT {_BUCKET_COLUMNS} "
-                         f"FROM {PUBLISHED_ITEMS}) x GROUP BY b")
+                         f"FROM {PUBLISHED_ITEMS} WHERE {where}) x GROUP BY b")
         return {int(b): (int(n), int(h1), int(h2)) for b, n, h1, h2 in rows}
 
     def pairs_in_buckets(self, buckets: list[int]) -> Iterator[Pair]:
@@ -258,10 +272,18 @@ class PostgisStore(Store[PostgisSettings]):
         start, whatever the pipelines commit meanwhile. Yields the instant the snapshot stands for:
         the transaction's start, so every change committed before it is in view (the watermark a
         run that read this snapshot may record). :meth:`export_snapshot` lends it to other sessions.
+        On a replica the instant is dated before the snapshot opens, never later than what the replica
+        had replayed (:func:`kfm_ops.stores.replica.dated`).
         """
+        dated = None
+        if self.primary is not None:
+            from kfm_ops.stores.replica import instant
+
+            dated = instant(self.primary, self)  # before the snapshot opens: it can only have replayed more
         with self.errors(), self.conn.transaction():
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield self.conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            now = self.conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            yield dated or now
 
     def export_snapshot(self) -> str:
         """The id of this store's snapshot (inside :meth:`snapshot`), for other sessions to join."""

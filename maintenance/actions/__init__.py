@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kfm_ops.buckets import BUCKETS
 from kfm_ops.errors import UsageError
+from kfm_ops.partition import Partition
 from kfm_ops.registry import resolve
 from maintenance.action import Action
 
@@ -25,6 +27,8 @@ REGISTRY: dict[str, str] = {
     "cache-rebuild": "maintenance.actions.cache:CacheRebuild",
     "user-create": "maintenance.actions.users:UserCreate",
     "sync": "maintenance.actions.sync:Sync",
+    "reindex-search-partition": "maintenance.actions.partitions:ReindexSearchPartition",
+    "sync-partition": "maintenance.actions.partitions:SyncPartition",
     "identity-stamp": "maintenance.actions.identity:IdentityStamp",
     "identity-environment": "maintenance.actions.identity:IdentityEnvironment",
 }
@@ -45,6 +49,26 @@ def targets(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
                 f"unknown target {', '.join(map(repr, unknown)) or repr(value)}; choose from {','.join(allowed)}")
         return sorted(set(chosen), key=allowed.index)
     return parse
+
+
+def partition(value: str) -> Partition:
+    """An argparse type: ``i/N``, a partition of a partitioned run."""
+    try:
+        return Partition.parse(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
+
+
+def _partition_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--partitions", type=count(2, BUCKETS), default=1, metavar="N",
+                       help=f"coordinate N partitions: export one snapshot and wait for the N workers ({what} "
+                            "--partition i/N, i = 0..N-1), then finish the run")
+    group.add_argument("--partition", type=partition, default=None, metavar="i/N",
+                       help="be the worker of partition i (0-based, a Kubernetes completion index) of the "
+                            "coordinator waiting for N partitions")
+    p.add_argument("--partition-wait", type=count(1, 86_400), default=3600, metavar="SECONDS",
+                   help="how long a coordinator waits for its partitions, a worker for its coordinator (3600)")
 
 
 def count(lo: int, hi: int) -> Callable[[str], int]:
@@ -93,6 +117,18 @@ def _reindex_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=count(10, 50_000), default=None,
                    help="documents per bulk request (default 5000, at most 10 MiB) / "
                         "items per graph transaction (default 2000)")
+    _partition_arguments(p, "kfm-maint reindex --targets search")
+
+
+def _partitioned(args: argparse.Namespace, command: str, allowed: tuple[str, ...]) -> bool:
+    """Whether the run is partitioned; its targets must be ones a partition can do."""
+    if args.partitions == 1 and args.partition is None:
+        return False
+    if not args.targets or set(args.targets) - set(allowed):
+        raise UsageError(f"{command} --partition(s) works on --targets {','.join(allowed)} only, not "
+                         f"{','.join(args.targets or []) or 'none'}",
+                         hint=f"partition the targets {', '.join(allowed)}; run the others unpartitioned")
+    return True
 
 
 def _reindex(args: argparse.Namespace) -> Action[Any]:
@@ -103,6 +139,12 @@ def _reindex(args: argparse.Namespace) -> Action[Any]:
     from maintenance.actions.composite import Composite
 
     sized = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else each action's default
+    if _partitioned(args, "reindex", ("search",)):
+        if args.partition is not None:
+            return action_class("reindex-search-partition")(  # type: ignore[no-any-return]
+                partition=args.partition, wait=args.partition_wait, **sized)
+        return action_class("reindex-search")(  # type: ignore[no-any-return]
+            keep=args.keep, force=args.force, partitions=args.partitions, partition_wait=args.partition_wait, **sized)
     parts = {"search": lambda: action_class("reindex-search")(keep=args.keep, force=args.force, **sized),
              "graph": lambda: action_class("sync-graph")(prune=args.prune, **sized)}
     chosen = [parts[t]() for t in args.targets]
@@ -114,6 +156,20 @@ def _sync_arguments(p: argparse.ArgumentParser) -> None:
                      "deleted and unpublished items leave the stores.")
     p.add_argument("--targets", type=targets(("search", "graph", "cache")), required=True,
                    help="comma-separated: search,graph,cache")
+    _partition_arguments(p, "kfm-maint sync --targets search,graph")
+
+
+def _sync(args: argparse.Namespace) -> Action[Any]:
+    if args.partition is not None and _partitioned(args, "sync", ("search", "graph")):
+        return action_class("sync-partition")(  # type: ignore[no-any-return]
+            targets=args.targets, partition=args.partition, wait=args.partition_wait)
+    if args.partitions > 1:
+        _partitioned(args, "sync", ("search", "graph", "cache"))  # the coordinator syncs the cache itself
+        if not {"search", "graph"} & set(args.targets):
+            raise UsageError("sync --partitions needs --targets search and/or graph",
+                             hint="the cache is synced whole: drop --partitions")
+    return action_class("sync")(  # type: ignore[no-any-return]
+        targets=args.targets, partitions=args.partitions, partition_wait=args.partition_wait)
 
 
 def _cache_arguments(p: argparse.ArgumentParser) -> None:
@@ -152,7 +208,7 @@ COMMANDS: tuple[Command, ...] = (
             _sample_arguments, lambda a: action_class("sample-data-init")(items=a.items, seed=a.seed, force=a.force)),
     Command(("reindex",), "rebuild derived stores from the canonical store", "high", _reindex_arguments, _reindex),
     Command(("sync",), "bring the live derived stores up to date with what changed", "medium", _sync_arguments,
-            lambda a: action_class("sync")(targets=a.targets)),
+            _sync),
     Command(("cache", "rebuild"), "rebuild stats views and Redis summaries", "medium", _cache_arguments,
             lambda a: action_class("cache-rebuild")(targets=a.targets)),
     Command(("user", "create"), "create or update an operator account", "medium", _user_arguments,

@@ -43,7 +43,7 @@ class SyncGraph:
         self.batch = batch_size
 
     def plan(self, hub: ServiceHub) -> Plan[GraphPlan]:
-        reader, graph = hub.postgis(), hub.graph()
+        reader, graph = hub.canonical(), hub.graph()  # the full comparison: a replica's work when there is one
         count, newest = reader.published_count()
         diff = graph_matches(reader, graph, store="graph", first_n=hub.settings.checks.first_n)
         return Plan(
@@ -67,7 +67,7 @@ class SyncGraph:
 
     def apply(self, hub: ServiceHub, plan: Plan[GraphPlan], run: RunContext) -> dict[str, Any]:
         graph = hub.graph(write=True)
-        reader = hub.postgis()
+        reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         grid = derive.grid_degrees(hub.policy(), hub.settings.contracts_dir)
         with reader.snapshot() as instant:  # one view of the canonical store; its instant is the watermark
             counts = self._sync(hub, graph, reader, grid, run)

@@ -1,9 +1,10 @@
 """``kfm-maint reindex --targets search`` (blue/green) and ``kfm-maint reindex rollback``.
 
-build a new versioned index → stream + bulk-load → catch up from the watermark →
-refresh → verify against the canonical set → swap the alias in one ``_aliases``
-call → prune. Until the swap nothing that readers use is touched; a failure at any
-step deletes only the half-built index and names the step. The search room
+build a new versioned index (the contract's primaries, no replicas, refresh off) → stream +
+bulk-load → refresh → verify against the canonical set → converge with the changes committed
+meanwhile → raise the replicas to the contract's number and wait (bounded) for green → swap the
+alias in one ``_aliases`` call → prune. Until the swap nothing that readers use is touched; a
+failure at any step deletes only the half-built index and names the step. The search room
 (:mod:`kfm_ops.stores.search`) does the work; this module orders it.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 from kfm_ops import contracts, converge, log
 from kfm_ops.consistency import search_matches
 from kfm_ops.derive import grid_degrees, search_documents
+from kfm_ops.digest import Digest
 from kfm_ops.errors import ActionFailed, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.interrupt import STOP
@@ -24,7 +26,10 @@ from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
 from kfm_ops.stores.search.bulk import BUILD_SETTINGS, BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from kfm_ops.stores.search.indices import discard, mark, point_alias, prune, search_state
+from kfm_ops.stores.search.nodes import Shard, data_nodes, explain, set_replicas, topology, wait_green
 from maintenance.action import Plan, RunContext
+from maintenance.actions.partitions import PARTITION_WAIT
+from maintenance.partitioned import Coordinator
 
 # After the build, rounds bring the new index to newer snapshots (then the swap, and one round more
 # right after it). A round that finds at most CONVERGED changes ends them. So does a backlog that stopped
@@ -53,6 +58,8 @@ class ReindexPlan:
     new_index: str
     live: list[str]
     newest_update: str | None
+    primaries: int = 1
+    replicas: int = 0
 
 
 class ReindexSearch:
@@ -63,11 +70,13 @@ class ReindexSearch:
     bootstraps_schema = False
 
     def __init__(self, *, keep: int = 2, force: bool = False, batch_size: int = BULK_DOCS,
-                 threads: int = BULK_IN_FLIGHT) -> None:
+                 threads: int = BULK_IN_FLIGHT, partitions: int = 1, partition_wait: float = PARTITION_WAIT) -> None:
         self.keep = keep
-        self.force = force
+        self.force = force or partitions > 1  # a coordinator always builds: its workers are started with it
         self.batch_size = batch_size
         self.threads = threads
+        self.partitions = partitions
+        self.partition_wait = partition_wait
 
     def plan(self, hub: ServiceHub) -> Plan[ReindexPlan]:
         contract = _contract(hub)
@@ -75,27 +84,38 @@ class ReindexSearch:
         state = search_state(search.client, contract)
         alias, live, new_index = state.alias, state.live, state.next_index
         count, newest = hub.postgis().published_count()
+        environment = hub.settings.environment or "dev"  # the runner refuses actions without one
+        primaries, replicas = contracts.search_shards(contract, environment)
         up_to_date = False
         if len(live) == 1 and not self.force:
-            # Idempotence: a live index with the contract mapping and the canonical content is left alone.
+            # Idempotence: a live index with the contract mapping, topology and the canonical content is left alone.
             mapping = search.client.indices.get_mapping(index=live[0])[live[0]]["mappings"]
             same_mapping = {k: v for k, v in mapping.items() if k != "_meta"} == contract["mappings"]
-            up_to_date = same_mapping and search_matches(hub.postgis(), search, alias, store="search").clean
+            same_shape = topology(search.client, live[0]) == (primaries, replicas)
+            up_to_date = same_mapping and same_shape and search_matches(hub.canonical(), search, alias,
+                                                                        store="search").clean
         return Plan(
             what=f"nothing to do: {alias} is current (use --force to rebuild)" if up_to_date
             else f"build {new_index} from {count} published items, verify, swap alias {alias}",
             where=[f"search {search.address}: alias {alias} (now → {', '.join(live) or 'nothing'})"],
             how_much={"documents": count, "live_index": ",".join(live) or None,
-                      "existing_indices": len(state.metas)},
+                      "existing_indices": len(state.metas), "primaries": primaries, "replicas": replicas},
             rollback=f"`kfm-maint reindex rollback` points {alias} back at {live[0] if live else 'nothing'}",
             steps=[] if up_to_date else [
-                f"create {new_index} (contract mapping, refresh off)",
-                "stream + bulk-load published items from one canonical snapshot",
-                "refresh and verify every id + content hash against that snapshot",
+                f"create {new_index} (contract mapping, {primaries} primaries, no replicas, refresh off)",
+                *(["stream + bulk-load published items from one canonical snapshot",
+                   "refresh and verify every id + content hash against that snapshot"] if self.partitions == 1 else
+                  [f"export one canonical snapshot; wait (at most {self.partition_wait:g}s) for its "
+                   f"{self.partitions} partitions: kfm-maint reindex --targets search --partition i/"
+                   f"{self.partitions}, i = 0..{self.partitions - 1}",
+                   "refresh and verify every id + content hash against that snapshot (the partitions' digests "
+                   "combined)"]),
                 "converge with the changes committed meanwhile (rounds on newer snapshots)",
+                f"raise replicas to {replicas} ({environment}) and wait for green "
+                f"(at most {search.section.green_timeout:g}s)",
                 f"swap alias {alias} atomically", "converge once more right after the swap",
                 f"prune to the newest {self.keep} verified indices"],
-            details=ReindexPlan(alias, new_index, live, newest.isoformat() if newest else None),
+            details=ReindexPlan(alias, new_index, live, newest.isoformat() if newest else None, primaries, replicas),
             nothing_to_do=up_to_date,
         )
 
@@ -105,39 +125,50 @@ class ReindexSearch:
             return {"index": d.live[0], "documents_loaded": 0, "unchanged": True}
         search = hub.search(write=True)
         client = search.client
-        reader = hub.postgis()
+        reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         contract = _contract(hub)
         grid = grid_degrees(hub.policy(), hub.settings.contracts_dir)
         new = d.new_index
         loader = BulkLoader(client, new, action=self.name, batch_size=self.batch_size, in_flight=self.threads)
         step = "create"
         try:
-            body = {"settings": {**contract["settings"], **BUILD_SETTINGS},
+            settings = {"number_of_shards": d.primaries, "number_of_replicas": 0,  # replicas once it is whole
+                        **contract["settings"], **BUILD_SETTINGS}
+            body = {"settings": settings,
                     "mappings": {**contract["mappings"], "_meta": {"kfm": {"state": "building", "run_id": run.run_id}}}}
             client.indices.create(index=new, body=body)
             with reader.snapshot() as instant:  # build and verify against one view of the canonical store
-                step = "bulk"
                 total, _newest = reader.published_count()
+                if self.partitions > 1:
+                    step = "partitions"
+                    parts = self._coordinate(hub, reader, new, grid, run, total)
+                    loaded = sum(int(r["counts"]["documents_loaded"]) for r in parts)
+                else:
+                    step = "bulk"
 
-                def batch_done(done: int) -> None:
-                    run.progress("search documents", done, total)
-                    run.checkpoint()  # between bulk requests: stop at once if our lock is gone
+                    def batch_done(done: int) -> None:
+                        run.progress("search documents", done, total)
+                        run.checkpoint()  # between bulk requests: stop at once if our lock is gone
 
-                loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
+                    loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
                 step = "refresh"
                 client.indices.put_settings(index=new, body={"index": {
                     "refresh_interval": contract["settings"]["refresh_interval"], "translog.durability": "request"}})
                 client.indices.flush(index=new)
                 client.indices.refresh(index=new)
                 step = "verify"
+                combined = Digest.combine(Digest(*r["counts"]["digest"]) for r in parts) if self.partitions > 1 \
+                    else None
                 diff = search_matches(reader, search, new, store=f"search index {new}",
-                                      first_n=hub.settings.checks.first_n)
+                                      first_n=hub.settings.checks.first_n, canonical=combined)
                 if not diff.clean:
                     raise ActionFailed(self.name, "verify", diff.summary(),
                                        hint="the new index differs from the snapshot it was built from; the live "
                                        "alias was not touched")
             step = "converge"
             rounds, instant = self._converge(reader, search, new, grid, loader, run, instant)
+            step = "replicas"
+            self._replicate(search, new, d.replicas, run)
             mark(client, new, "verified", run.run_id)
             step = "swap"
             run.checkpoint()  # never swap the alias without holding the lock
@@ -167,6 +198,30 @@ class ReindexSearch:
         return {"index": new, "documents_loaded": loaded, "verified": diff.compared, "rounds": rounds,
                 "converged_after_swap": after.changes, "previous": ",".join(d.live) or None, "pruned": len(pruned)}
 
+    def _coordinate(self, hub: ServiceHub, reader: PostgisStore, index: str, grid: float, run: RunContext,
+                    total: int) -> list[dict[str, Any]]:
+        """Export the open snapshot, hand its partitions out, and wait until every one has loaded its share."""
+        coordinator = Coordinator(hub.postgis(write=True), self.name, run.run_id, self.partitions)
+        coordinator.open(reader.export_snapshot(), {"index": index, "grid": grid, "documents": total})
+        log.get_logger().info("reindex.partitions", partitions=self.partitions, index=index)
+        return coordinator.wait(self.partition_wait, checkpoint=run.checkpoint,
+                                keepalive=reader.ping,
+                                progress=lambda done: run.progress("partitions", done, self.partitions))
+
+    def _replicate(self, search: SearchStore, index: str, replicas: int, run: RunContext) -> None:
+        """Raise ``index`` to ``replicas`` copies and wait for green, at most KFM_SEARCH__GREEN_TIMEOUT: a swap
+        never puts readers on an index with less redundancy than the contract asks for."""
+        client = search.client
+        if replicas:
+            set_replicas(client, index, replicas)
+        timeout = search.section.green_timeout
+        missing = wait_green(client, index, timeout, between=run.checkpoint)
+        if missing:
+            raise ActionFailed(self.name, "replicas", _not_green(client, index, timeout, missing),
+                               hint="the live alias was not touched and the new index was deleted; bring the "
+                               "missing nodes back (or give the environment fewer replicas in search.json), "
+                               "then re-run")
+
     def _converge(self, reader: PostgisStore, search: SearchStore, index: str, grid: float, loader: BulkLoader,
                   run: RunContext, built_at: datetime) -> tuple[list[int], datetime]:
         """Bring the new index to newer snapshots until what changed meanwhile is little; fail when the
@@ -192,6 +247,15 @@ class ReindexSearch:
                            f"({', '.join(map(str, rounds))}): the canonical store changes at ~{written:.0f}/s, the "
                            f"rounds write ~{applied:.0f}/s", hint="the live alias was not touched; re-run when the "
                            "pipelines write less, or rely on kfm-maint sync between rebuilds")
+
+
+def _not_green(client: Any, index: str, timeout: float, missing: list[Shard]) -> str:
+    """Which copies of ``index`` were not started after ``timeout`` s, and the cluster's reason for the first."""
+    waiting = [s for s in missing if s.state == "UNASSIGNED"] or missing
+    why = explain(client, waiting[0]) if waiting[0].state == "UNASSIGNED" else waiting[0].state.lower()
+    shown = ", ".join(s.label() for s in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return (f"index {index} not green after {timeout:g}s: {len(missing)} shard copies not started "
+            f"({data_nodes(client)} data nodes): {shown}; first: {why}")
 
 
 @dataclass

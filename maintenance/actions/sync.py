@@ -13,17 +13,19 @@ where they changed. Each store's watermark becomes the snapshot's instant.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kfm_ops import buckets, contracts, converge, derive
-from kfm_ops.consistency import GraphSide, SearchSide
+from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare
 from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
 from kfm_ops.stores.search.bulk import BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from kfm_ops.stores.search.indices import search_state
 from maintenance.action import Plan, RunContext
 from maintenance.actions.cache import CacheRebuild
+from maintenance.actions.partitions import PARTITION_WAIT
+from maintenance.partitioned import Coordinator
 
 # Changes whose transaction began before the last sync's snapshot but committed after it carry an
 # updated_at just before the watermark: the graph's re-linking looks back this far.
@@ -40,15 +42,18 @@ class Sync:
     name = "sync"
     bootstraps_schema = False
 
-    def __init__(self, *, targets: list[str], batch_size: int = 2000) -> None:
+    def __init__(self, *, targets: list[str], batch_size: int = 2000, partitions: int = 1,
+                 partition_wait: float = PARTITION_WAIT) -> None:
         self.targets = targets
         self.stores = tuple(targets)
         self.derived = tuple(targets)
         self.batch = batch_size
         self.verify_markers = " or ".join(targets)
+        self.partitions = partitions
+        self.partition_wait = partition_wait
 
     def plan(self, hub: ServiceHub) -> Plan[SyncPlan]:
-        reader = hub.postgis()
+        reader = hub.canonical()
         canonical = reader.bucket_digests()
         differing: dict[str, int] = {}
         live = None
@@ -70,7 +75,11 @@ class Sync:
             how_much={"published": buckets.total(canonical), **{f"{t}_buckets": n for t, n in differing.items()}},
             rollback="the stores are derived: a re-run converges them again; kfm-maint reindex rebuilds",
             steps=["open one REPEATABLE READ snapshot of the canonical store",
-                   *[f"{t}: derive again what differs from it, delete orphans, prove equality" for t in differing],
+                   *([f"{t}: derive again what differs from it, delete orphans, prove equality" for t in differing]
+                     if self.partitions == 1 else
+                     [f"export it; wait (at most {self.partition_wait:g}s) for its {self.partitions} partitions: "
+                      f"kfm-maint sync --targets {','.join(differing)} --partition i/{self.partitions}, "
+                      f"i = 0..{self.partitions - 1}", f"prove {', '.join(differing)} equal the snapshot"]),
                    *(["cache: refresh the stats view, rewrite changed summaries"] if "cache" in self.targets else []),
                    "record each store's watermark (the snapshot's instant)"],
             details=SyncPlan(differing, live),
@@ -78,7 +87,7 @@ class Sync:
 
     def apply(self, hub: ServiceHub, plan: Plan[SyncPlan], run: RunContext) -> dict[str, Any]:
         counts: dict[str, Any] = {}
-        reader = hub.postgis()
+        reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         control = hub.postgis(write=True)
         watermarks: dict[str, Any] = {}
         if {"search", "graph"} & set(self.targets):
@@ -86,7 +95,11 @@ class Sync:
             graph_since = control.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'graph'")
             with reader.snapshot() as instant:
                 snapshot = converge.Snapshot(reader)  # its digests: computed once for both stores
-                if "search" in self.targets and plan.details.live_index:
+                if self.partitions > 1:
+                    since = graph_since - TRANSACTION_MARGIN if graph_since else None
+                    counts.update(self._coordinate(hub, snapshot, grid, since, plan.details.live_index, run))
+                    watermarks.update({t: instant for t in ("search", "graph") if t in self.targets})
+                elif "search" in self.targets and plan.details.live_index:
                     search = hub.search(write=True)
                     loader = BulkLoader(search.client, plan.details.live_index, action=self.name,
                                         batch_size=BULK_DOCS, in_flight=BULK_IN_FLIGHT)
@@ -94,7 +107,7 @@ class Sync:
                                                        action=self.name, checkpoint=run.checkpoint,
                                                        snapshot=snapshot).as_dict()
                     watermarks["search"] = instant
-                if "graph" in self.targets:
+                if "graph" in self.targets and self.partitions == 1:
                     since = graph_since - TRANSACTION_MARGIN if graph_since else None
                     counts["graph"] = converge.graph(reader, hub.graph(write=True), grid, batch=self.batch,
                                                      action=self.name, checkpoint=run.checkpoint,
@@ -105,4 +118,35 @@ class Sync:
         if "cache" in self.targets:
             cache = CacheRebuild(targets=["stats", "summaries"])
             counts["cache"] = cache.apply(hub, cache.plan(hub), run)
+        return counts
+
+    def _coordinate(self, hub: ServiceHub, snapshot: converge.Snapshot, grid: float, since: datetime | None,
+                    live_index: str | None, run: RunContext) -> dict[str, Any]:
+        """Inside the open snapshot: the graph's shared nodes once, the partitions handed out and waited for,
+        then the whole of each store proven equal to the snapshot (what the partitions did, summed)."""
+        reader = snapshot.reader
+        targets = [t for t in ("search", "graph") if t in self.targets]
+        graph = hub.graph(write=True) if "graph" in targets else None
+        if graph is not None:  # datasets, activities, places: the nodes every partition's items point at
+            converge.merge_nodes(reader, graph, prune=True)
+        coordinator = Coordinator(hub.postgis(write=True), self.name, run.run_id, self.partitions)
+        coordinator.open(reader.export_snapshot(), {"targets": targets, "live_index": live_index, "grid": grid,
+                                                    "graph_since": since.isoformat() if since else None})
+        rows = coordinator.wait(self.partition_wait, checkpoint=run.checkpoint, keepalive=reader.ping,
+                                progress=lambda done: run.progress("partitions", done, self.partitions))
+        sides: dict[str, SearchSide | GraphSide] = {}
+        if "search" in targets and live_index:
+            sides["search"] = SearchSide(hub.search(write=True), live_index)
+        if graph is not None:
+            sides["graph"] = GraphSide(graph)
+        counts: dict[str, Any] = {"partitions": self.partitions}
+        for store, side in sides.items():
+            diff = bucket_compare(reader, side, store=store, canonical=snapshot.digests)
+            if not diff.clean:
+                raise ActionFailed(self.name, "verify", diff.summary(),
+                                   hint="the store still differs from the snapshot its partitions synced it to; "
+                                   "re-run")
+            done = [r["counts"].get(store, {}) for r in rows]
+            counts[store] = {"compared": diff.compared, "upserted": sum(d.get("upserted", 0) for d in done),
+                             "deleted": sum(d.get("deleted", 0) for d in done)}
         return counts

@@ -1,5 +1,9 @@
 """Published items compared between PostGIS and each derived store, memory-bounded at any size.
 
+The heavy side of each comparison reads ``canonical``: the read replica when one is configured
+(KFM_POSTGIS__REPLICA_DSN, caught up with the primary first), else the primary. ``--kfm-partition i/N``
+compares one bucket range: N runs (a Kubernetes Indexed Job) cover every record once.
+
 Each engine sums bucket digests of its records (kfm_ops.buckets); only the buckets that
 differ are merged id by id (kfm_ops.compare). Every difference is then dated
 (kfm_ops.consistency.classify): a change newer than the store's sync watermark and younger
@@ -16,6 +20,7 @@ from datetime import timedelta
 import pytest
 
 from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare, pending
+from kfm_ops.partition import Partition
 from kfm_ops.pytest_plugin.assertions import expect, fail_with, figure, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.pytest_plugin.lag import PendingChanges, expect_in_sync
@@ -33,27 +38,37 @@ SYNC_HINTS = {"search": "kfm-maint sync --targets search", "graph": "kfm-maint s
               "cache": "kfm-maint sync --targets cache"}
 
 
+def _within(where: str, partition: Partition) -> str:
+    """Where a partitioned comparison looked: the store, and its bucket range."""
+    if partition.count == 1:
+        return where
+    return f"{where}, partition {partition.label} (buckets {partition.first}-{partition.end - 1})"
+
+
 @pytest.mark.risk("medium")
 @pytest.mark.covers("search:alias", "search:field:sync_*", "search:field:content_hash")
-def test_search_matches_canonical(postgis: PostgisStore, search: SearchStore, kfm_contract: ContractLoader,
-                                  kfm_settings: Settings) -> None:
+def test_search_matches_canonical(postgis: PostgisStore, canonical: PostgisStore, search: SearchStore,
+                                  kfm_contract: ContractLoader, kfm_settings: Settings,
+                                  kfm_partition: Partition) -> None:
     """Search documents (ids, content hashes) equal the published items, but for changes still pending."""
     alias = kfm_contract("search")["alias"]
     side = SearchSide(search, alias)
-    expect_in_sync("search", lambda on_diff: bucket_compare(postgis, side, store="search", first_n=first_n(),
-                                                            on_diff=on_diff),
-                   postgis, side, kfm_settings, search.where(f"alias {alias}"),
+    expect_in_sync("search", lambda on_diff: bucket_compare(canonical, side, store="search", first_n=first_n(),
+                                                            on_diff=on_diff, partition=kfm_partition),
+                   postgis, side, kfm_settings, _within(search.where(f"alias {alias}"), kfm_partition),
                    "kfm-maint sync --targets search (a broken index: kfm-maint reindex --targets search)")
 
 
 @pytest.mark.risk("medium")
 @pytest.mark.covers("graph:property:Item.sync_*", "graph:property:Item.content_hash")
-def test_graph_matches_canonical(postgis: PostgisStore, graph: GraphStore, kfm_settings: Settings) -> None:
+def test_graph_matches_canonical(postgis: PostgisStore, canonical: PostgisStore, graph: GraphStore,
+                                 kfm_settings: Settings, kfm_partition: Partition) -> None:
     """Graph Item nodes (ids, content hashes) equal the published items, but for changes still pending."""
     side = GraphSide(graph)
-    expect_in_sync("graph", lambda on_diff: bucket_compare(postgis, side, store="graph", first_n=first_n(),
-                                                           on_diff=on_diff),
-                   postgis, side, kfm_settings, graph.where("label Item"), "kfm-maint sync --targets graph")
+    expect_in_sync("graph", lambda on_diff: bucket_compare(canonical, side, store="graph", first_n=first_n(),
+                                                           on_diff=on_diff, partition=kfm_partition),
+                   postgis, side, kfm_settings, _within(graph.where("label Item"), kfm_partition),
+                   "kfm-maint sync --targets graph")
 
 
 DATASET_CHANGED_SQL = """

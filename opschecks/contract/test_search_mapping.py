@@ -1,13 +1,16 @@
-"""The live mapping behind the search alias equals the contract mapping (search.json)."""
+"""The live index behind the search alias: its mapping and shard topology are the contract's (search.json)."""
 
 from __future__ import annotations
 
 import pytest
 
+from kfm_ops import contracts
 from kfm_ops.pytest_plugin.assertions import expect, fail_with
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
+from kfm_ops.settings import Settings
 from kfm_ops.stores.search import SearchStore
 from kfm_ops.stores.search.indices import flatten_mapping
+from kfm_ops.stores.search.nodes import topology
 
 REINDEX_HINT = "run `kfm-maint reindex --targets search` (builds a new index from the contract and swaps the alias)"
 
@@ -72,7 +75,7 @@ def test_search_alias_serves_one_verified_index(search: SearchStore, kfm_contrac
 @pytest.mark.risk("low")
 @pytest.mark.covers("search:setting:*")
 def test_search_index_settings_match_contract(search: SearchStore, kfm_contract: ContractLoader) -> None:
-    """The index behind the alias has the contract's settings (shards, replicas, refresh interval)."""
+    """The index behind the alias has the contract's settings (refresh interval; the shard topology is below)."""
     contract = kfm_contract("search")
     alias = contract["alias"]
     live = search.client.indices.get_settings(index=alias, params={"flat_settings": "true"})
@@ -85,3 +88,28 @@ def test_search_index_settings_match_contract(search: SearchStore, kfm_contract:
                 differing.append(f"{index} {name} ({value}, contract {wanted})")
     expect(not differing, f"{len(differing)} index settings differ from search.json", search.where(f"alias {alias}"),
            differing, hint=REINDEX_HINT)
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("medium")
+@pytest.mark.covers("search:shards:*")
+def test_search_index_topology_matches_contract(search: SearchStore, kfm_contract: ContractLoader,
+                                                 kfm_settings: Settings) -> None:
+    """Every index behind the alias has the primaries and replicas search.json gives this environment."""
+    environment = kfm_settings.environment
+    if environment is None:
+        pytest.skip("KFM_ENVIRONMENT is not set: the contract's shard topology is per environment")
+    contract = kfm_contract("search")
+    alias = contract["alias"]
+    expect(search.client.indices.exists_alias(name=alias), f"alias {alias} does not exist", search.where(),
+           hint=REINDEX_HINT)
+    primaries, replicas = contracts.search_shards(contract, environment)
+    wrong = []
+    for index in sorted(search.client.indices.get_alias(name=alias)):
+        have = topology(search.client, index)
+        if have != (primaries, replicas):
+            wrong.append(f"{index} ({have[0]} primaries, {have[1]} replicas)")
+    expect(not wrong, f"{len(wrong)} indices behind {alias} differ from the {environment} topology of search.json "
+           f"({primaries} primaries, {replicas} replicas)", search.where(f"alias {alias}"), wrong,
+           hint="replicas alone: PUT <index>/_settings {\"index.number_of_replicas\": N}; primaries: "
+           + REINDEX_HINT)

@@ -150,15 +150,24 @@ def test_postgis_replication_lag(postgis: PostgisStore, kfm_settings: Settings) 
     A standby counts as configured when it has a physical replication slot, is
     named in synchronous_standby_names, or is connected (pg_stat_replication).
     With none configured the check passes by asserting exactly that: no slot,
-    no synchronous standby name, no walsender. On a standby, replay lag is checked.
+    no synchronous standby name, no walsender. On a standby: it receives WAL, and
+    its replay lag (none when it replayed all it received: a quiet primary is not lag).
     """
     where = postgis.where()
     limit = kfm_settings.checks.max_replication_lag_seconds
     in_recovery, sync_names = postgis.one("SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')")
     if in_recovery:
-        lag = postgis.scalar("SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())")
-        expect(lag is not None and lag <= limit, f"this standby's replay lag is {lag}s (limit {limit}s)", where,
-               hint="check the primary connection and WAL replay on this standby")
+        _require_stats_visibility(postgis)
+        receiving, paused, lag = postgis.one(
+            "SELECT (SELECT status FROM pg_stat_wal_receiver), pg_get_wal_replay_pause_state(), "
+            "CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 "
+            "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float END")
+        expect(receiving == "streaming", f"this standby receives no WAL (wal receiver: {receiving or 'none'})",
+               where, hint="check primary_conninfo, the network and the primary's pg_hba.conf (replication)")
+        state = "" if paused == "not paused" else f"; replay is {paused} (pg_wal_replay_resume())"
+        expect(lag is not None and lag <= limit,
+               f"this standby's replay lag is {lag if lag is None else round(lag, 1)}s (limit {limit:g}s){state}",
+               where, hint="check WAL replay on this standby: recovery conflicts, I/O, a paused replay")
         return
     _require_stats_visibility(postgis)
     slots = postgis.rows("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1")
@@ -171,9 +180,9 @@ def test_postgis_replication_lag(postgis: PostgisStore, kfm_settings: Settings) 
     if sync_names.strip():
         expect(senders, f"synchronous_standby_names is {sync_names!r} but no standby is connected", where,
                hint="start the standby; commits wait for it")
-    lagging = [f"{who} ({state}, {lag:.0f}s)" for who, state, lag in senders
+    lagging = [f"{who} ({state}, replay lag {lag:.1f}s)" for who, state, lag in senders
                if state != "streaming" or lag > limit]
-    expect(not lagging, f"{len(lagging)} standbys are not streaming within {limit}s", where, lagging,
+    expect(not lagging, f"{len(lagging)} standbys are not streaming within {limit:g}s", where, lagging,
            hint="check the standby's network and disk; see pg_stat_replication")
 
 

@@ -128,13 +128,15 @@ def test_migration_not_applied_and_edited(pg_baseline: Any) -> None:
 
 @pytest.fixture
 def alias_swapped_to(search_writer: Any, search_baseline: str) -> Any:
-    """swap(suffix, mappings, docs): point the contract alias at a proof index; swapped back and deleted after."""
+    """swap(suffix, mappings, docs, shards=1): point the contract alias at a proof index; swapped back and deleted
+    after."""
     alias = contracts.load("search")["alias"]
     state: dict[str, Any] = {}
 
-    def swap(suffix: str, mappings: dict[str, Any], docs: list[dict[str, Any]]) -> str:
+    def swap(suffix: str, mappings: dict[str, Any], docs: list[dict[str, Any]], shards: int = 1) -> str:
         name = f"{PROOF}-{suffix}"
-        search_writer.indices.create(index=name, body={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+        search_writer.indices.create(index=name, body={"settings": {"number_of_shards": shards,
+                                                                    "number_of_replicas": 0},
                                                        "mappings": mappings})
         for i, doc in enumerate(docs):
             search_writer.index(index=name, id=f"{PROOF}-{i}", body=doc, refresh=True)
@@ -177,6 +179,24 @@ def test_extra_field_in_strict_mapping(alias_swapped_to: Any) -> None:
     name = alias_swapped_to("extra", {"dynamic": "strict", "properties": properties}, [])
     assert_fails(SEARCH + "test_search_mapping_matches_contract", name, "1 fields not in the contract",
                  "+unmapped_extra")
+
+
+@pytest.mark.proves(SEARCH + "test_search_index_topology_matches_contract")
+def test_live_index_replicas_changed_by_hand(search_writer: Any, search_baseline: str) -> None:
+    """Someone raised the live index's replicas beyond the dev topology (1 primary, 0 replicas)."""
+    def replicas(n: int) -> None:
+        search_writer.indices.put_settings(index=search_baseline, body={"index": {"number_of_replicas": n}})
+
+    with injected(lambda: replicas(1), lambda: replicas(0)):
+        assert_fails(SEARCH + "test_search_index_topology_matches_contract", "differ from the dev topology",
+                     f"{search_baseline} (1 primaries, 1 replicas)")
+
+
+@pytest.mark.proves(SEARCH + "test_search_index_topology_matches_contract")
+def test_live_index_with_other_primaries(alias_swapped_to: Any) -> None:
+    """The alias points at an index built with 2 primaries, where the dev topology says 1."""
+    name = alias_swapped_to("primaries", contracts.load("search")["mappings"], [], shards=2)
+    assert_fails(SEARCH + "test_search_index_topology_matches_contract", f"{name} (2 primaries, 0 replicas)")
 
 
 # --------------------------------------------------------------------------- graph constraints

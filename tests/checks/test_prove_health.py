@@ -22,6 +22,7 @@ from kfm_ops import contracts
 from kfm_ops.settings import CheckSettings
 from tests.helpers import run_check, run_checks, stack_binary
 from tests.plugins.baselines import restore_constraint
+from tests.plugins.cluster import Standby, committing
 from tests.plugins.faults import Holder, injected
 from tests.proving import PROOF, assert_fails, assert_fails_injected, assert_passes
 
@@ -131,6 +132,37 @@ def test_configured_standby_missing(scratch_postgres: Any) -> None:
                   lambda: sql("SELECT pg_drop_replication_slot('kfm_proof_standby')")):
         assert_fails(PG + "test_postgis_replication_lag", "replication slots have no standby attached",
                      "kfm_proof_standby", env=env)
+
+
+LAG = {"KFM_CHECKS__MAX_REPLICATION_LAG_SECONDS": "2"}
+
+
+@pytest.mark.proves(PG + "test_postgis_replication_lag")
+def test_standby_replay_paused_lag_grows_on_the_primary(standby: Standby, pg_sessions: Any) -> None:
+    """A real streaming standby (devstack's, pg_basebackup) whose replay is paused while the primary commits: it
+    still receives the WAL, applies none of it, and the primary's pg_stat_replication shows its lag growing."""
+    assert_passes(PG + "test_postgis_replication_lag", env=LAG)
+    with committing(pg_sessions("replica-commits")):
+        standby.pause()
+        time.sleep(4)
+        assert_fails(PG + "test_postgis_replication_lag", "standbys are not streaming within 2s",
+                     f"{standby.name}@local (streaming, replay lag", env=LAG)
+        standby.resume()
+    assert_passes(PG + "test_postgis_replication_lag", env=LAG)
+
+
+@pytest.mark.proves(PG + "test_postgis_replication_lag")
+def test_standby_replay_paused_the_standby_says_so(standby: Standby, pg_sessions: Any) -> None:
+    """The same check run against the standby itself: its replay lag, and that replay is paused."""
+    env = {**LAG, "KFM_POSTGIS__DSN": standby.dsn}
+    assert_passes(PG + "test_postgis_replication_lag", env=env)
+    with committing(pg_sessions("replica-commits")):
+        standby.pause()
+        time.sleep(4)
+        assert_fails(PG + "test_postgis_replication_lag", "this standby's replay lag is", "(limit 2s)",
+                     "replay is paused", f"127.0.0.1:{standby.service.port}", env=env)
+        standby.resume()
+    assert_passes(PG + "test_postgis_replication_lag", env=env)
 
 
 @contextlib.contextmanager
@@ -313,10 +345,32 @@ def test_unassigned_primary(proof_index: Any) -> None:
     assert_fails(SEARCH + "test_search_no_unassigned_primaries", "primary shards are unassigned", f"{name}[0]")
 
 
+@pytest.mark.proves(SEARCH + "test_search_no_unassigned_replicas")
+def test_unassigned_replica(search_writer: Any, proof_index: Any) -> None:
+    """One copy more than there are data nodes: a node holds at most one copy of a shard, so one stays unassigned."""
+    nodes = search_writer.cluster.health()["number_of_data_nodes"]
+    name = proof_index("replica", {"settings": {"number_of_shards": 1, "number_of_replicas": nodes}})
+    assert_fails(SEARCH + "test_search_no_unassigned_replicas", "replica shards are unassigned", f"{name}[0] replica",
+                 "same_shard")
+
+
+@pytest.mark.proves(SEARCH + "test_search_heap_pressure")
+def test_heap_pressure_over_limit(search_writer: Any) -> None:
+    """The node's real old-generation use, against a limit set below it (a heap cannot be filled on demand
+    without taking the shared node down with it)."""
+    from kfm_ops.stores.search.nodes import heap_pressure
+
+    lowest = min(heap_pressure(search_writer).values())
+    assert lowest > 0.002, f"the old generation holds {lowest:.2%}: nothing to set a limit under"
+    assert_fails(SEARCH + "test_search_heap_pressure", "heap pressure above", "Node 1 (127.0.0.1:",
+                 env={"KFM_CHECKS__MAX_SEARCH_HEAP_RATIO": f"{lowest / 2:.4f}"})
+
+
 @pytest.mark.proves(SEARCH + "test_search_alias_single_index")
 def test_alias_on_two_indices(search_writer: Any, search_baseline: str, proof_index: Any) -> None:
     contract = contracts.load("search")
-    second = proof_index("second", {"settings": contract["settings"], "mappings": contract["mappings"]})
+    second = proof_index("second", {"settings": contracts.search_index_settings(contract, "dev"),
+                                    "mappings": contract["mappings"]})
     with injected(lambda: search_writer.indices.put_alias(index=second, name=contract["alias"]),
                   lambda: search_writer.indices.delete_alias(index=second, name=contract["alias"])):
         assert_fails(SEARCH + "test_search_alias_single_index", "resolves to 2 indices", search_baseline, second)
@@ -468,10 +522,15 @@ PRIV = "opschecks/health/test_privileges.py::"
 
 
 def _owner_settings() -> dict[str, str]:
-    from tests.helpers import ROOT
+    """The owner accounts of the stack under test (its settings, whatever ports it runs on)."""
+    from kfm_ops.settings import load_settings
 
-    lines = (ROOT / ".env.example").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.startswith("KFM_"))
+    settings = load_settings()
+    pg, cache = settings.postgis, settings.cache
+    assert pg and pg.write_dsn and pg.write_password and cache and cache.write_username and cache.write_password
+    return {"KFM_POSTGIS__WRITE_DSN": pg.write_dsn, "KFM_POSTGIS__WRITE_PASSWORD": pg.write_password.get_secret_value(),
+            "KFM_CACHE__WRITE_USERNAME": cache.write_username,
+            "KFM_CACHE__WRITE_PASSWORD": cache.write_password.get_secret_value()}
 
 
 @pytest.mark.proves(PRIV + "test_postgis_check_role_cannot_write")

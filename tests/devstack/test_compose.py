@@ -69,7 +69,8 @@ OTHER_STACK = {
     "DEVSTACK_REDIS_READER": "other_cache_reader", "DEVSTACK_REDIS_READER_PASSWORD": "other-cache-reader-pw",
     "DEVSTACK_LLM_API_KEY": "other-llm-key", "DEVSTACK_LLM_MODEL": "other-model",
     "DEVSTACK_REDIS_TLS_PORT": "16390", "DEVSTACK_OPA_TLS_PORT": "18182", "DEVSTACK_OPENSEARCH_TLS_PORT": "19443",
-    "DEVSTACK_LLM_TLS_PORT": "18012",
+    "DEVSTACK_LLM_TLS_PORT": "18012", "DEVSTACK_OPENSEARCH_NODE2_PORT": "9281",
+    "DEVSTACK_POSTGIS_STANDBY_PORT": "15433",
 }
 
 
@@ -182,6 +183,15 @@ def test_harness_settings_point_at_the_stack(stack_cfg: dict[str, str]) -> None:
     for key in ("KFM_POSTGIS__DSN", "KFM_POSTGIS__WRITE_DSN", "KFM_GRAPH__URL", "KFM_SEARCH__URL",
                 "KFM_CACHE__URL", "KFM_POLICY__URL", "KFM_LLM__URL"):
         assert urlsplit(e[key]).hostname in ("127.0.0.1", "localhost"), key
+
+
+def test_the_replica_setting_points_at_the_standby(stack_cfg: dict[str, str]) -> None:
+    """``env --postgis-standby``: heavy reads from the standby, as the reader; without it, no replica setting."""
+    assert "KFM_POSTGIS__REPLICA_DSN" not in harness_env(stack_cfg)
+    e = harness_env(stack_cfg, replica=True)
+    replica, primary = urlsplit(e["KFM_POSTGIS__REPLICA_DSN"]), urlsplit(e["KFM_POSTGIS__DSN"])
+    assert str(replica.port) == stack_cfg["DEVSTACK_POSTGIS_STANDBY_PORT"]
+    assert (replica.username, replica.path, replica.query) == (primary.username, primary.path, primary.query)
 
 
 def test_harness_credentials_match_the_stack(stack_cfg: dict[str, str]) -> None:

@@ -49,7 +49,8 @@ def search_baseline(search_writer: Any) -> Iterator[str]:
         created = f"{contract['index_prefix']}1"
         if not search_writer.indices.exists(index=created):
             search_writer.indices.create(index=created, body={
-                "settings": contract["settings"], "mappings": contract["mappings"], "aliases": {alias: {}}})
+                "settings": contracts.search_index_settings(contract, "dev"), "mappings": contract["mappings"],
+                "aliases": {alias: {}}})
         else:
             search_writer.indices.put_alias(index=created, name=alias)
     index = sorted(search_writer.indices.get_alias(name=alias))[0]

@@ -57,3 +57,25 @@ WORLD = [-180, -90, 180, 90]
 def test_a_bad_extent_is_a_usage_error_naming_it(extent: Any) -> None:
     with pytest.raises(UsageError, match=r"extent\.(bbox|crs_bounds) is"):
         contracts.extent({"extent": extent} if extent is not None else {})
+
+
+OTHERS = {"staging": {"primaries": 1, "replicas": 1}, "production": {"primaries": 1, "replicas": 1}}
+
+
+@pytest.mark.parametrize("shards", [None, {"dev": {"primaries": 1, "replicas": 0}},
+                                    {"dev": {"primaries": 0, "replicas": 0}, **OTHERS},
+                                    {"dev": {"primaries": 1, "replicas": "one"}, **OTHERS}])
+def test_a_bad_shard_topology_is_refused_at_load(tmp_path: Path, shards: Any) -> None:
+    folder = _copy(tmp_path, "search", lambda c: c.update(shards=shards))
+    with pytest.raises(UsageError, match=r"search contract: shards\.(dev|staging|production) is") as refused:
+        contracts.load("search", folder)
+    assert refused.value.exit_code == 2
+
+
+def test_an_index_gets_the_environment_topology_and_the_contract_settings() -> None:
+    search = contracts.load("search")
+    assert contracts.search_shards(search, "dev") == (1, 0)
+    production = contracts.search_index_settings(search, "production")
+    assert production["number_of_shards"] == contracts.search_shards(search, "production")[0] >= 1
+    assert production["refresh_interval"] == search["settings"]["refresh_interval"]
+    assert contracts.search_index_settings(search, "production", replicas=0)["number_of_replicas"] == 0

@@ -35,6 +35,8 @@ def _chained(outer: BaseException, inner: BaseException) -> BaseException:
     (psycopg.errors.ConnectionTimeout("connection timeout expired"), faults.TIMEOUT),
     (psycopg.OperationalError("connection failed: ... password authentication failed"), faults.FAILED),
     (psycopg.errors.InsufficientPrivilege("permission denied"), faults.PERMISSION),
+    # a hot standby's replay cancelling a read: 40001, before the OperationalError it derives from
+    (psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery"), faults.CONFLICT),
     (psycopg.errors.UndefinedTable("no such relation"), faults.SERVER),
     (neo4j.exceptions.AuthError("unauthorized"), faults.AUTH),
     (neo4j.exceptions.SessionExpired("gone"), faults.CLOSED),

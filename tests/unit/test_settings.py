@@ -113,6 +113,7 @@ def test_a_mistyped_secret_file_is_named_and_its_value_never_echoed(
     (f"KFM_POSTGIS__WRITE_DSN=postgresql://u:{CANARY} x@h:port/z", "KFM_POSTGIS__WRITE_DSN", "postgresql://"),
     (f"KFM_CACHE__URL=http://:{CANARY}@h", "KFM_CACHE__URL", "redis://"),
     (f"KFM_POLICY__URL={CANARY}", "KFM_POLICY__URL", "http://"),
+    (f"KFM_POSTGIS__REPLICA_DSN=mysql://u:{CANARY}@h/kfm", "KFM_POSTGIS__REPLICA_DSN", "postgresql://"),
     (f'KFM_POSTGIS={{"dsn": "postgresql://u:{CANARY}@h/k", "x"', "KFM_POSTGIS", "KFM_POSTGIS__DSN"),
     (f"KFM_CHECKS=[{CANARY}", "KFM_CHECKS", "KFM_CHECKS__"),
 ])
@@ -214,3 +215,15 @@ def test_a_log_file_that_is_empty_or_a_folder_is_a_usage_error(
     env = tmp_path / "kfm.env"
     env.write_text(f"KFM_LOG_FILE={tmp_path if value == 'folder' else ''}\n")
     assert "KFM_LOG_FILE" in _error(env)
+
+
+def test_the_replica_password_is_a_secret_and_defaults_to_the_readers(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    env = tmp_path / "kfm.env"
+    env.write_text("KFM_POSTGIS__DSN=postgresql://u@h:5432/kfm\nKFM_POSTGIS__REPLICA_DSN=postgresql://u@r:5433/kfm\n"
+                   f"KFM_POSTGIS__REPLICA_PASSWORD={CANARY}\n")
+    settings = load_settings(env)
+    assert settings.postgis is not None and settings.postgis.replica_max_wait == 30
+    assert CANARY in settings.secret_values() and CANARY not in repr(settings)
+    assert CANARY not in redact(f"replica login failed: {CANARY}")

@@ -123,6 +123,8 @@ def test_a_key_of_another_certificate_is_named_never_echoed(clean_env: Path, pki
     ({"KFM_POSTGIS__DSN": "postgresql://u@db:5432/kfm?sslmode=prefer"}, "KFM_POSTGIS__DSN says sslmode=prefer"),
     ({"KFM_POSTGIS__DSN": "postgresql://u@db:5432/kfm", "KFM_POSTGIS__WRITE_DSN": "postgresql://o@db/kfm?sslmode=disable"},
      "KFM_POSTGIS__WRITE_DSN says sslmode=disable"),
+    ({"KFM_POSTGIS__DSN": "postgresql://u@db:5432/kfm", "KFM_POSTGIS__REPLICA_DSN": "postgresql://u@r/kfm?sslmode=allow"},
+     "KFM_POSTGIS__REPLICA_DSN says sslmode=allow"),
 ])
 def test_tls_files_with_a_plaintext_transport_are_refused(clean_env: Path, pki: TlsFiles, lines: dict[str, str],
                                                           named: str) -> None:
@@ -176,6 +178,9 @@ def test_postgis_tls_files_mean_verify_full_unless_the_dsn_says(pki: TlsFiles,
                               ca_file=pki.ca)
     assert transport.postgis_sslmode(section, section.dsn) == "verify-full"
     assert [t.secure for t in transport.transports("postgis", section)] == [True, True]
+    replica = section.model_copy(update={"replica_dsn": "postgresql://u@replica/kfm?sslmode=require"})
+    assert [(t.secure, t.setting) for t in transport.transports("postgis", replica)][-1] == \
+        (False, "KFM_POSTGIS__REPLICA_DSN")  # encrypted, not verified: the replica is held to the same rule
     assert transport.postgis_sslmode(PostgisSettings(dsn="postgresql://u@db/kfm"), "postgresql://u@db/kfm") == "prefer"
     monkeypatch.setenv("PGSSLMODE", "verify-full")
     assert transport.postgis_sslmode(PostgisSettings(dsn="postgresql://u@db/kfm"), "postgresql://u@db/kfm") == \

@@ -68,7 +68,8 @@ class SearchStore(Store[SearchSettings]):
             self.client.indices.put_mapping(index=index, body={"_meta": meta})
         else:
             self.client.indices.create(index=index, body={
-                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                # on every data node: the stamp outlives any one node, and a single node stays green
+                "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-all"},
                 "mappings": {"dynamic": "strict", "properties": {}, "_meta": meta}})
 
     def ping(self) -> None:

@@ -20,9 +20,10 @@ from kfm_ops.interrupt import STOP
 # failures itself (service, fault class, hint), so only the client's errors are let through.
 logging.getLogger("opensearch").setLevel(logging.ERROR)
 
-# Requests a read client may send besides GET/HEAD: searching, counting and the
-# point-in-time / scroll bookkeeping that streamed reads need.
-_READ_POSTS = re.compile(r"/(_search|_count|_msearch|_mget|_validate/query|_search/point_in_time|_search/scroll)$")
+# Requests a read client may send besides GET/HEAD: searching, counting, the point-in-time /
+# scroll bookkeeping that streamed reads need, and the allocation explanation (a POST that reads).
+_READ_POSTS = re.compile(r"/(_search|_count|_msearch|_mget|_validate/query|_search/point_in_time|_search/scroll"
+                         r"|_cluster/allocation/explain)$")
 _READ_DELETES = re.compile(r"/(_search/point_in_time|_search/scroll)(/.*)?$")
 
 

@@ -1,0 +1,70 @@
+"""Partitions of a run: contiguous ranges of the 4,096 buckets every record is hashed into.
+
+Partition ``i/N`` (``0 <= i < N``, as a Kubernetes Indexed Job numbers its completions) holds the
+buckets ``[i * 4096 // N, (i + 1) * 4096 // N)`` of :mod:`kfm_ops.buckets`: the first 12 bits of
+``md5(id)``, so every id is in exactly one partition and the partitions are near-equal in size
+whatever the ids look like. Partition 0 also holds bucket -1 (derived records written before the
+bucket fields existed). Digests of partitions combine: the bucket digests are per bucket, and the
+rebuild's order-free digest is a sum (:meth:`kfm_ops.digest.Digest.combine`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kfm_ops.buckets import BUCKET_SQL, BUCKETS, Digests
+from kfm_ops.errors import UsageError
+
+_FORM = re.compile(r"\s*(\d{1,4})\s*/\s*(\d{1,4})\s*")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Partition ``index`` of ``count`` (0-based)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Partition:
+        """``"i/N"`` → Partition; anything else is a usage error naming the value."""
+        match = _FORM.fullmatch(text)
+        if not match:
+            raise UsageError(f"--partition {text!r} is not of the form i/N",
+                             hint="i/N with 0 <= i < N, e.g. 0/2 and 1/2 (i is a Kubernetes completion index)")
+        index, count = int(match.group(1)), int(match.group(2))
+        if not 1 <= count <= BUCKETS or not 0 <= index < count:
+            raise UsageError(f"--partition {text!r}: need 0 <= i < N <= {BUCKETS}",
+                             hint=f"N partitions are numbered 0..N-1; at most {BUCKETS} (one bucket each)")
+        return cls(index, count)
+
+    @classmethod
+    def whole(cls) -> Partition:
+        return cls(0, 1)
+
+    @property
+    def first(self) -> int:
+        return self.index * BUCKETS // self.count
+
+    @property
+    def end(self) -> int:
+        """One past the last bucket."""
+        return (self.index + 1) * BUCKETS // self.count
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, bucket: int) -> bool:
+        return self.first <= bucket < self.end or (bucket == -1 and self.index == 0)
+
+    def only(self, digests: Digests) -> Digests:
+        """The part of ``digests`` in this partition."""
+        return {b: v for b, v in digests.items() if self.holds(b)}
+
+    def where(self, id_column: str = "id") -> str:
+        """A SQL condition: the row of ``id_column`` is in this partition (always true for the whole)."""
+        if self.count == 1:
+            return "true"
+        return f"{BUCKET_SQL.format(id=id_column)} BETWEEN {self.first} AND {self.end - 1}"

@@ -1,0 +1,237 @@
+"""Partitioned runs on the local stack: a coordinator and its workers, one snapshot, a partition retried alone.
+
+``kfm-maint reindex|sync … --partitions N`` coordinates; ``--partition i/N`` workers run as separate
+processes (as a Kubernetes Indexed Job's pods would), in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from kfm_ops.digest import Digest
+from kfm_ops.partition import Partition
+from kfm_ops.stores.postgis import PUBLISHED_ITEMS
+from tests import toxiproxy
+from tests.helpers import ROOT, run_checks
+from tests.plugins.faults import injected
+from tests.proving import assert_failed
+
+pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
+
+ALIAS = "kfm-items"
+CON = "opschecks/consistency/test_cross_store.py::"
+
+
+def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "maintenance.cli", *args, "--no-verify", "--json"], cwd=ROOT,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _result(proc: subprocess.Popen[str], timeout: float = 300) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    try:
+        found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise AssertionError(f"no JSON result (exit {proc.returncode}):\n{out}\n{err[-3000:]}") from None
+    found["exit"], found["stderr"] = proc.returncode, err
+    return found
+
+
+def _coordinated(owner_pg: Any, action: str, proc: subprocess.Popen[str]) -> str:
+    """The run_id of the coordinator once its partitions are open (its snapshot exported)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = owner_pg.execute("SELECT p.run_id FROM kfm_ops.run_partitions p JOIN kfm_ops.audit_ledger l "
+                               "USING (run_id) WHERE l.action = %s AND l.outcome = 'running' LIMIT 1",
+                               (action,)).fetchone()
+        if row:
+            return str(row[0])
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("the coordinator never opened its partitions")
+
+
+def _parts(owner_pg: Any, run_id: str) -> list[dict[str, Any]]:
+    return owner_pg.dicts("SELECT part, outcome, attempts, counts, error FROM kfm_ops.run_partitions "
+                          "WHERE run_id = %s ORDER BY part", (run_id,))
+
+
+def _touch(owner_pg: Any, offset: int, n: int = 1) -> list[str]:
+    """Pipeline-style updates of ``n`` published items (title, content hash, updated_at)."""
+    ids = [r[0] for r in owner_pg.rows(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT %s OFFSET %s",
+                                       (n, offset))]
+    for item in ids:
+        owner_pg.execute("UPDATE kfm.items SET title = title || ' ·', content_hash = encode(sha256(convert_to("
+                         "content_hash || 'partition', 'UTF8')), 'hex'), updated_at = now() WHERE id = %s", (item,))
+    return ids
+
+
+def _clean(*checks: str) -> None:
+    results = run_checks(*(CON + c for c in checks))
+    assert all(r.outcome == "passed" for r in results.values()), {k: r.message[:300] for k, r in results.items()}
+
+
+def test_two_workers_load_the_coordinators_snapshot_in_parallel(owner_pg: Any, search_writer: Any) -> None:
+    """The coordinator exports its snapshot; a change committed after it is invisible to both workers (their
+    share of the index is the snapshot's), so the coordinator's first convergence round finds exactly it."""
+    before = next(iter(search_writer.indices.get_alias(name=ALIAS)))
+    coordinator = _start("reindex", "--targets", "search", "--partitions", "2", "--partition-wait", "300")
+    run_id = _coordinated(owner_pg, "reindex-search", coordinator)
+    (changed,) = _touch(owner_pg, 40)  # after the snapshot: the workers must not see it
+    workers = [_start("reindex", "--targets", "search", "--partition", f"{i}/2") for i in range(2)]
+    done = [_result(w) for w in workers]
+    result = _result(coordinator)
+    assert [w["exit"] for w in done] == [0, 0] and result["exit"] == 0, (done, result)
+    counts = result["counts"]
+    assert counts["rounds"][0] == 1, counts  # the one change committed after the snapshot
+    parts = _parts(owner_pg, run_id)
+    assert [(p["part"], p["outcome"], p["attempts"]) for p in parts] == [(0, "succeeded", 1), (1, "succeeded", 1)]
+    loaded = [p["counts"]["documents_loaded"] for p in parts]
+    assert all(loaded) and sum(loaded) == counts["documents_loaded"] == counts["verified"]
+    assert Digest.combine(Digest(*p["counts"]["digest"]) for p in parts).count == sum(loaded)
+    new = counts["index"]
+    assert new != before and sorted(search_writer.indices.get_alias(name=ALIAS)) == [new]
+    for part in (Partition(0, 2), Partition(1, 2)):  # each worker loaded its own buckets, and only those
+        worker = next(w for w in done if w["counts"]["partition"] == part.label)
+        assert worker["counts"]["coordinator"] == run_id
+    assert search_writer.get(index=ALIAS, id=changed)["_source"]["content_hash"] == \
+        owner_pg.scalar("SELECT content_hash FROM kfm.items WHERE id = %s", (changed,))
+    _clean("test_search_matches_canonical")
+
+
+def test_a_failed_partition_is_retried_alone_on_the_same_snapshot(owner_pg: Any, search_writer: Any) -> None:
+    """Worker 1/2 loses its connection to the cluster mid-load: its row says failed; run again alone, it
+    succeeds on the same snapshot, the coordinator completes; a worker of a done partition does nothing."""
+    coordinator = _start("reindex", "--targets", "search", "--partitions", "2", "--partition-wait", "300")
+    run_id = _coordinated(owner_pg, "reindex-search", coordinator)
+    assert _result(_start("reindex", "--targets", "search", "--partition", "0/2"))["exit"] == 0
+    with toxiproxy.proxy("partition-cut", toxiproxy.upstream("search")) as proxy:
+        proxy.toxic("latency", "downstream", latency=100)  # small bulk requests, each slowed: a long load
+        worker = _start("reindex", "--targets", "search", "--partition", "1/2", "--batch-size", "20",
+                        env={**toxiproxy.through("search", proxy.port), "KFM_SEARCH__QUERY_TIMEOUT": "2"})
+        deadline = time.monotonic() + 60
+        while _parts(owner_pg, run_id)[1]["outcome"] != "running" and time.monotonic() < deadline:
+            assert worker.poll() is None, worker.communicate()
+            time.sleep(0.05)
+        time.sleep(1)  # a few batches in
+        proxy.toxic("timeout", "downstream", timeout=0)  # then the cluster stops answering it
+        failed = _result(worker)
+    assert failed["exit"] in (4, 5) and "Traceback" not in failed["stderr"], failed
+    row = _parts(owner_pg, run_id)[1]
+    assert (row["outcome"], row["attempts"]) == ("failed", 1) and row["error"], row
+    assert coordinator.poll() is None, "the coordinator gave up on a partition that can still be retried"
+    retried = _result(_start("reindex", "--targets", "search", "--partition", "1/2"))
+    assert retried["exit"] == 0 and retried["counts"]["attempt"] == 2, retried
+    result = _result(coordinator)
+    assert result["exit"] == 0, result
+    assert [(p["outcome"], p["attempts"]) for p in _parts(owner_pg, run_id)] == [("succeeded", 1), ("succeeded", 2)]
+    ledger = owner_pg.rows("SELECT action, outcome FROM kfm_ops.audit_ledger WHERE started_at >= "
+                           "(SELECT started_at FROM kfm_ops.audit_ledger WHERE run_id = %s) ORDER BY started_at",
+                           (run_id,))
+    assert ledger == [("reindex-search", "succeeded"), ("reindex-search-partition", "succeeded"),
+                      ("reindex-search-partition", "failed"), ("reindex-search-partition", "succeeded")], ledger
+    _clean("test_search_matches_canonical")
+
+
+def test_a_worker_whose_coordinator_ends_stops_and_records_the_failure(owner_pg: Any, search_writer: Any) -> None:
+    """The coordinator is stopped (SIGTERM) while worker 0/2 loads slowly: the coordinator discards its index,
+    the worker fails instead of loading into nothing, and its row says failed."""
+    before = sorted(search_writer.indices.get_alias(name=ALIAS))
+    coordinator = _start("reindex", "--targets", "search", "--partitions", "2", "--partition-wait", "300")
+    run_id = _coordinated(owner_pg, "reindex-search", coordinator)
+    with toxiproxy.proxy("partition-slow", toxiproxy.upstream("search")) as proxy:
+        proxy.toxic("latency", "downstream", latency=150)
+        worker = _start("reindex", "--targets", "search", "--partition", "0/2", "--batch-size", "20",
+                        env=toxiproxy.through("search", proxy.port))
+        deadline = time.monotonic() + 60
+        while _parts(owner_pg, run_id)[0]["outcome"] != "running" and time.monotonic() < deadline:
+            assert worker.poll() is None, worker.communicate()
+            time.sleep(0.05)
+        coordinator.terminate()
+        stopped = _result(coordinator)
+        failed = _result(worker)
+    assert stopped["exit"] != 0 and failed["exit"] != 0, (stopped, failed)
+    assert "Traceback" not in failed["stderr"], failed["stderr"][-3000:]
+    row = _parts(owner_pg, run_id)[0]
+    assert row["outcome"] == "failed" and row["error"], row
+    assert owner_pg.scalar("SELECT outcome FROM kfm_ops.audit_ledger WHERE run_id = %s", (run_id,)) != "succeeded"
+    assert sorted(search_writer.indices.get_alias(name=ALIAS)) == before
+
+
+def test_a_coordinator_whose_partitions_never_come_fails_and_leaves_the_alias(owner_pg: Any,
+                                                                             search_writer: Any) -> None:
+    before = sorted(search_writer.indices.get_alias(name=ALIAS))
+    result = _result(_start("reindex", "--targets", "search", "--partitions", "2", "--partition-wait", "3"))
+    assert result["exit"] == 5, result
+    message = result["error"]["message"]
+    assert "failed at step 'partitions'" in message and "2 of 2 partitions not done after 3s" in message
+    assert "0/2 pending; 1/2 pending" in message
+    assert sorted(search_writer.indices.get_alias(name=ALIAS)) == before
+    assert not [n for n in search_writer.indices.get(index="kfm-items-v*") if n > before[0]], "left a new index"
+
+
+def test_a_worker_without_a_coordinator_says_what_to_start() -> None:
+    result = _result(_start("reindex", "--targets", "search", "--partition", "0/3", "--partition-wait", "1"))
+    assert result["exit"] == 5, result
+    assert "no reindex-search run is waiting for partition 0/3" in result["error"]["message"]
+    assert "--partitions 3" in result["error"]["hint"]
+
+
+def test_a_partitioned_sync_converges_every_store_and_records_one_watermark(owner_pg: Any) -> None:
+    changed = _touch(owner_pg, 60, n=8)
+    coordinator = _start("sync", "--targets", "search,graph,cache", "--partitions", "2", "--partition-wait", "300")
+    run_id = _coordinated(owner_pg, "sync", coordinator)
+    workers = [_start("sync", "--targets", "search,graph", "--partition", f"{i}/2") for i in range(2)]
+    assert [_result(w)["exit"] for w in workers] == [0, 0]
+    result = _result(coordinator)
+    assert result["exit"] == 0, result
+    counts = result["counts"]
+    # the graph also re-links items changed since its last sync (less a margin): earlier tests' changes too
+    assert counts["search"]["upserted"] == len(changed) <= counts["graph"]["upserted"], counts
+    watermarks = dict(owner_pg.rows("SELECT store, run_id::text FROM kfm_ops.sync_watermarks"))
+    assert watermarks["search"] == watermarks["graph"] == run_id
+    assert owner_pg.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'search'") < \
+        owner_pg.scalar("SELECT ended_at FROM kfm_ops.audit_ledger WHERE run_id = %s", (run_id,))
+    _clean("test_search_matches_canonical", "test_graph_matches_canonical")
+
+
+@pytest.mark.proves(CON + "test_search_matches_canonical")
+def test_partitioned_checks_each_name_the_differences_of_their_buckets(owner_pg: Any, search_writer: Any) -> None:
+    """Documents deleted from the index: each of two partitioned check runs names those in its buckets, and
+    only those; together they name all."""
+    from kfm_ops import buckets
+
+    index = next(iter(search_writer.indices.get_alias(name=ALIAS)))
+    ids = [r[0] for r in owner_pg.rows(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT 6 OFFSET 200")]
+    docs = {i: search_writer.get(index=index, id=i)["_source"] for i in ids}
+    parts = [Partition(0, 2), Partition(1, 2)]
+    mine = {p.label: [i for i in ids if p.holds(buckets.fields(i, "")[0])] for p in parts}
+    assert all(mine.values()), mine  # both partitions hold some of them
+
+    def delete() -> None:
+        for i in ids:
+            search_writer.delete(index=index, id=i)
+        search_writer.indices.refresh(index=index)
+
+    def restore() -> None:
+        for i, doc in docs.items():
+            search_writer.index(index=index, id=i, body=doc)
+        search_writer.indices.refresh(index=index)
+
+    nodeid = CON + "test_search_matches_canonical"
+    with injected(delete, restore):
+        for part in parts:
+            result = run_checks(nodeid, "--kfm-partition", part.label)[nodeid]
+            message = assert_failed(nodeid, result, f"{len(mine[part.label])} missing", f"partition {part.label}",
+                                    *mine[part.label])
+            others = [i for i in ids if i not in mine[part.label]]
+            assert not [i for i in others if i in message], f"{part.label} named another partition's ids"
+
