@@ -495,8 +495,9 @@ def main() -> None:
     out = Path(args.out)
     if args.only != "*" and out.is_file():  # a partial run replaces its elements' outcomes in the whole run
         whole = json.loads(out.read_text())
-        kept = [Outcome(**o) for o in whole["outcomes"] if o["element"] not in selected]
-        outcomes = sorted(kept + outcomes, key=lambda o: elements().index(o.element))
+        known = elements()  # an element the contracts no longer have leaves the score with its outcomes
+        kept = [Outcome(**o) for o in whole["outcomes"] if o["element"] in known and o["element"] not in selected]
+        outcomes = sorted(kept + outcomes, key=lambda o: known.index(o.element))
         seconds += whole["seconds"]
         pattern = f"{whole['pattern']}, then {args.only} again"
     else:
