@@ -60,7 +60,7 @@ class Mutation:
 class Outcome:
     element: str
     name: str
-    result: str  # caught, missed, enforced
+    result: str  # caught, missed, enforced, elsewhere (another environment's element: nothing here to corrupt)
     failing: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -226,6 +226,13 @@ class Families:
                        lambda: self.search.indices.put_settings(index=index, body={"index": {name: changed}}),
                        lambda: self.search.indices.put_settings(index=index, body={
                            "index": {name: current[f"index.{name}"]}}))
+
+    def elsewhere(self, element: str) -> str:
+        """Why ``element`` belongs to another environment than this stack's ("" when it does not)."""
+        store, kind, *rest = element.split(":", 2)
+        if (store, kind) == ("search", "shards") and rest and rest[0] != self.environment:
+            return f"the {rest[0]} topology; this stack runs {self.environment}"
+        return ""
 
     def search_shards(self, element: str, environment: str) -> Iterator[Mutation]:
         if environment != self.environment:  # another environment's topology: nothing on this stack to corrupt
@@ -482,7 +489,9 @@ def main() -> None:
         families = Families(hub)
         for element in selected:
             made = list(families.of(element))
-            if not made:
+            if not made and (other := families.elsewhere(element)):
+                outcomes.append(Outcome(element, "-", "elsewhere", note=other))
+            elif not made:
                 outcomes.append(Outcome(element, "-", "missed", note="no corruption family for this element"))
             for mutation in made:
                 outcome = run(mutation, markers[element])
@@ -502,14 +511,15 @@ def main() -> None:
         pattern = f"{whole['pattern']}, then {args.only} again"
     else:
         pattern = args.only
-    scored = [o for o in outcomes if o.result != "enforced"]
+    scored = [o for o in outcomes if o.result in ("caught", "missed")]
     caught = sum(o.result == "caught" for o in scored)
     out.write_text(json.dumps({
         "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "seconds": seconds,
         "pattern": pattern, "caught": caught, "scored": len(scored), "healthy_after": not after,
         "failing_after": after, "outcomes": [o.__dict__ for o in outcomes]}, indent=1) + "\n")
     print(f"[mutation] {caught}/{len(scored)} caught ({caught / max(len(scored), 1):.1%}); "
-          f"{len(outcomes) - len(scored)} enforced by the stores; healthy after: {not after}")
+          f"{sum(o.result == 'enforced' for o in outcomes)} enforced by the stores, "
+          f"{sum(o.result == 'elsewhere' for o in outcomes)} of other environments; healthy after: {not after}")
     if after:
         raise SystemExit(f"the stack is not healthy after the mutations: {after}")
 

@@ -110,6 +110,10 @@ def mutation_score() -> list[str]:
         lines.append("No corruption went unnoticed.")
     if enforced:
         lines += ["", "Refused by the store: " + "; ".join(f"`{o['element']}` ({o['name']})" for o in enforced) + "."]
+    elsewhere = [o for o in outcomes if o["result"] == "elsewhere"]
+    if elsewhere:
+        lines += ["", "Not scored, another environment's (the local stack runs one): "
+                  + "; ".join(f"`{o['element']}` ({o['note']})" for o in elsewhere) + "."]
     return lines
 
 
