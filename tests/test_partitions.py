@@ -20,7 +20,7 @@ from kfm_ops.partition import Partition
 from kfm_ops.stores.postgis import PUBLISHED_ITEMS
 from tests import toxiproxy
 from tests.helpers import ROOT, run_checks
-from tests.plugins.faults import injected
+from tests.plugins.faults import documents_deleted
 from tests.proving import assert_failed
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
@@ -211,23 +211,12 @@ def test_partitioned_checks_each_name_the_differences_of_their_buckets(owner_pg:
 
     index = next(iter(search_writer.indices.get_alias(name=ALIAS)))
     ids = [r[0] for r in owner_pg.rows(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT 6 OFFSET 200")]
-    docs = {i: search_writer.get(index=index, id=i)["_source"] for i in ids}
     parts = [Partition(0, 2), Partition(1, 2)]
     mine = {p.label: [i for i in ids if p.holds(buckets.fields(i, "")[0])] for p in parts}
     assert all(mine.values()), mine  # both partitions hold some of them
 
-    def delete() -> None:
-        for i in ids:
-            search_writer.delete(index=index, id=i)
-        search_writer.indices.refresh(index=index)
-
-    def restore() -> None:
-        for i, doc in docs.items():
-            search_writer.index(index=index, id=i, body=doc)
-        search_writer.indices.refresh(index=index)
-
     nodeid = CON + "test_search_matches_canonical"
-    with injected(delete, restore):
+    with documents_deleted(search_writer, index, ids):
         for part in parts:
             result = run_checks(nodeid, "--kfm-partition", part.label)[nodeid]
             message = assert_failed(nodeid, result, f"{len(mine[part.label])} missing", f"partition {part.label}",

@@ -14,7 +14,7 @@ import pytest
 from kfm_ops.stores.postgis import PUBLISHED_ITEMS
 from tests.helpers import kfm_maint, run_check
 from tests.plugins.cluster import Standby, committing
-from tests.plugins.faults import injected
+from tests.plugins.faults import documents_deleted
 from tests.proving import assert_fails, assert_passes
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
@@ -33,20 +33,8 @@ def test_search_consistency_read_from_the_replica_names_missing_documents(standb
     """The comparison streams the replica; documents deleted from the index are named as before."""
     index = next(iter(search_writer.indices.get_alias(name=ALIAS)))
     ids = [r[0] for r in owner_pg.rows(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT 2 OFFSET 20")]
-    docs = {i: search_writer.get(index=index, id=i)["_source"] for i in ids}
-
-    def delete() -> None:
-        for i in ids:
-            search_writer.delete(index=index, id=i)
-        search_writer.indices.refresh(index=index)
-
-    def restore() -> None:
-        for i, doc in docs.items():
-            search_writer.index(index=index, id=i, body=doc)
-        search_writer.indices.refresh(index=index)
-
     assert_passes(CON + "test_search_matches_canonical", env=standby.replica_env)
-    with injected(delete, restore):
+    with documents_deleted(search_writer, index, ids):
         assert_fails(CON + "test_search_matches_canonical", "2 missing", *ids, env=standby.replica_env)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from kfm_ops import buckets
 from kfm_ops.stores.postgis import PUBLISHED_ITEMS
-from tests.plugins.faults import injected
+from tests.plugins.faults import documents_deleted, injected
 from tests.proving import assert_fails, assert_passes
 
 pytestmark = pytest.mark.devstack
@@ -166,19 +166,7 @@ def test_draft_dataset_in_cache(cache_writer: Any, draft_item: dict[str, Any]) -
 def test_three_documents_deleted_from_search(search_writer: Any, owner_pg: Any) -> None:
     index = next(iter(search_writer.indices.get_alias(name=ALIAS)))
     ids = [r[0] for r in owner_pg.rows(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT 3 OFFSET 10")]
-    docs = {i: search_writer.get(index=index, id=i)["_source"] for i in ids}
-
-    def delete() -> None:
-        for i in ids:
-            search_writer.delete(index=index, id=i)
-        search_writer.indices.refresh(index=index)
-
-    def restore() -> None:
-        for i, doc in docs.items():
-            search_writer.index(index=index, id=i, body=doc)
-        search_writer.indices.refresh(index=index)
-
-    with injected(delete, restore):
+    with documents_deleted(search_writer, index, ids):
         assert_fails(CON + "test_search_matches_canonical", "3 missing", *ids)
     assert_passes(CON + "test_search_matches_canonical")
 

@@ -36,6 +36,25 @@ def injected(do: Callable[[], T], undo: Callable[[], object]) -> Iterator[T]:
         undo()
 
 
+@contextmanager
+def documents_deleted(client: Any, index: str, ids: list[str]) -> Iterator[None]:
+    """The search documents ``ids`` deleted from ``index`` (refreshed), put back as they were afterwards."""
+    docs = {i: client.get(index=index, id=i)["_source"] for i in ids}
+
+    def delete() -> None:
+        for i in ids:
+            client.delete(index=index, id=i)
+        client.indices.refresh(index=index)
+
+    def restore() -> None:
+        for i, doc in docs.items():
+            client.index(index=index, id=i, body=doc)
+        client.indices.refresh(index=index)
+
+    with injected(delete, restore):
+        yield
+
+
 def pg_connect(settings: Settings, application_name: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     """An extra owner connection (for sessions that must hold a state: a lock, an open transaction)."""
     section = settings.postgis
