@@ -38,6 +38,8 @@ class DerivedSide(Protocol):
 
     def pairs(self, which: list[int]) -> Iterator[Pair]: ...
 
+    def pairs_of(self, ids: list[str]) -> list[Pair]: ...
+
     def dataset_ids(self, ids: list[str]) -> dict[str, str]: ...
 
     def datasets_present(self, dataset_ids: list[str]) -> set[str]: ...
@@ -53,6 +55,9 @@ class SearchSide:
 
     def pairs(self, which: list[int]) -> Iterator[Pair]:
         return search_reading.pairs_in_buckets(self.search.client, self.index, which)
+
+    def pairs_of(self, ids: list[str]) -> list[Pair]:
+        return search_reading.pairs_of(self.search.client, self.index, ids)
 
     def dataset_ids(self, ids: list[str]) -> dict[str, str]:
         return search_reading.dataset_ids(self.search.client, self.index, ids)
@@ -70,6 +75,9 @@ class GraphSide:
 
     def pairs(self, which: list[int]) -> Iterator[Pair]:
         return self.graph.pairs_in_buckets(which)
+
+    def pairs_of(self, ids: list[str]) -> list[Pair]:
+        return self.graph.pairs_of(ids)
 
     def dataset_ids(self, ids: list[str]) -> dict[str, str]:
         return self.graph.dataset_ids(ids)

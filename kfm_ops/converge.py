@@ -92,39 +92,78 @@ def _proven(snapshot: Snapshot, side: SearchSide | GraphSide, touched: list[int]
                            hint="the store still differs from the snapshot it was synced to; re-run")
 
 
+@dataclass
+class Scope:
+    """What a convergence looks at: every bucket of the snapshot (its digests find the differences), or only
+    the records a change slot named (``ids``, sorted); either way it proves what it wrote."""
+
+    snapshot: Snapshot
+    ids: list[str] | None = None
+
+    def differences(self, side: SearchSide | GraphSide, store: str) -> tuple[list[str], list[str], int, list[int]]:
+        if self.ids is None:
+            return _differences(self.snapshot, side, store)
+        upsert: list[str] = []
+        delete: list[str] = []
+        compared = 0
+        for part in chunks(self.ids, IDS_PER_QUERY):
+            diff = compare(iter(self.snapshot.reader.pairs_of(part)), iter(side.pairs_of(part)), store=store,
+                           on_diff=lambda kind, item_id: (delete if kind == "orphaned" else upsert).append(item_id))
+            compared += diff.compared
+        return upsert, delete, compared, []
+
+    def prove(self, side: SearchSide | GraphSide, touched: list[int], store: str, action: str) -> None:
+        if self.ids is None:
+            _proven(self.snapshot, side, touched, store, action)
+            return
+        for part in chunks(self.ids, IDS_PER_QUERY):
+            diff = compare(iter(self.snapshot.reader.pairs_of(part)), iter(side.pairs_of(part)), store=store)
+            if not diff.clean:
+                raise ActionFailed(action, "verify", diff.summary(),
+                                   hint="the store still differs from the snapshot it was synced to; re-run")
+
+
 def search(reader: PostgisStore, store: SearchStore, index: str, grid: float, loader: BulkLoader, *, action: str,
-           checkpoint: Callable[[], None], snapshot: Snapshot | None = None) -> Converged:
-    """Make ``index`` equal the reader's snapshot: derive again what differs, delete orphans, prove it."""
-    snapshot = snapshot or Snapshot(reader)
+           checkpoint: Callable[[], None], snapshot: Snapshot | None = None, ids: list[str] | None = None) -> Converged:
+    """Make ``index`` equal the reader's snapshot (of ``ids`` only, when given): derive again what differs,
+    delete orphans, prove it."""
+    scope = Scope(snapshot or Snapshot(reader), ids)
     side = SearchSide(store, index)
     started = time.monotonic()
-    store.client.indices.refresh(index=index)
-    upsert, delete, compared, touched = _differences(snapshot, side, f"search index {index}")
+    if ids is None:
+        store.client.indices.refresh(index=index)  # the digests are searches; mget reads by id without one
+    upsert, delete, compared, touched = scope.differences(side, f"search index {index}")
     result = Converged(compared=compared, changed_ids=upsert + delete, finding_s=time.monotonic() - started)
-    for ids in chunks(upsert, IDS_PER_QUERY):
-        result.upserted += loader.load(derive.search_documents(reader, grid, ids=ids))
+    for part in chunks(upsert, IDS_PER_QUERY):
+        result.upserted += loader.load(derive.search_documents(reader, grid, ids=part))
         checkpoint()
     result.deleted = loader.delete(delete)
-    store.client.indices.refresh(index=index)
-    _proven(snapshot, side, touched, f"search index {index}", action)
+    if ids is None:
+        store.client.indices.refresh(index=index)
+    scope.prove(side, touched, f"search index {index}", action)
     return result
 
 
 def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, action: str,
-          checkpoint: Callable[[], None], since: Any = None, snapshot: Snapshot | None = None) -> Converged:
-    """Make the graph's Items (of the snapshot's partition) equal the reader's snapshot (links of items changed
-    ``since`` too); prove it. The whole graph (no partition) also gets its datasets, activities and places merged
-    and those no longer derived pruned; a partitioned run's coordinator does that once, before its partitions."""
-    snapshot = snapshot or Snapshot(reader)
-    mine = snapshot.partition
+          checkpoint: Callable[[], None], since: Any = None, snapshot: Snapshot | None = None,
+          ids: list[str] | None = None, relink: list[str] | None = None, references: bool = True) -> Converged:
+    """Make the graph's Items (of the snapshot's partition; of ``ids`` only, when given) equal the reader's
+    snapshot (links of items changed ``since``, or of ``relink``, too); prove it. The whole graph (no partition)
+    also gets its datasets, activities and places merged and those no longer derived pruned (when
+    ``references`` may have changed); a partitioned run's coordinator does that once, before its partitions."""
+    scope = Scope(snapshot or Snapshot(reader), ids)
+    mine = scope.snapshot.partition
     side = GraphSide(store)
     started = time.monotonic()
-    upsert, delete, compared, touched = _differences(snapshot, side, "graph label Item")
+    upsert, delete, compared, touched = scope.differences(side, "graph label Item")
     result = Converged(compared=compared, changed_ids=upsert + delete, finding_s=time.monotonic() - started)
-    if mine.count == 1:
+    if mine.count == 1 and references:
         merge_nodes(reader, store, prune=True)
-    linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))
-              if mine.holds(buckets.fields(r[0], "")[0])] if since is not None else []
+    if ids is not None:
+        linked = relink or []  # a change slot names the items whose links changed too
+    else:
+        linked = [r[0] for r in reader.rows(derive.CHANGED_SINCE_SQL, (since,))
+                  if mine.holds(buckets.fields(r[0], "")[0])] if since is not None else []
     # an item whose links alone changed keeps its content_hash: items changed since the last sync, and items
     # derived from one that changed or left (a derived-from link exists only between published items) — as the
     # canonical store links them, and as the graph does (a deleted item's links are gone from the canonical store).
@@ -132,8 +171,8 @@ def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, a
     changed = upsert + delete
     pointing = set(store.derived_from_any(changed)) if changed else set()
     pointing |= {r[0] for r in reader.rows(derive.DERIVED_TO_SQL, (changed,))} if changed else set()
-    ids = sorted((set(upsert) | set(linked) | pointing) - set(delete))
-    for part in chunks(ids, IDS_PER_QUERY):
+    relink = sorted((set(upsert) | set(linked) | pointing) - set(delete))  # unpublished ones derive nothing
+    for part in chunks(relink, IDS_PER_QUERY):
         result.upserted += run_bounded(chunks(derive.graph_items(reader, grid, ids=part), batch),
                                        store.upsert_items, in_flight=2, name="kfm-graph")
         store.link_derived(reader.dicts(derive.DERIVED_SQL_FOR_IDS, (part,)))
@@ -141,7 +180,7 @@ def graph(reader: PostgisStore, store: GraphStore, grid: float, *, batch: int, a
     for part in chunks(delete, batch):
         store.delete_items(part)
         result.deleted += len(part)
-    _proven(snapshot, side, touched, "graph label Item", action)
+    scope.prove(side, touched, "graph label Item", action)
     return result
 
 

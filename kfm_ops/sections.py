@@ -65,6 +65,9 @@ class PostgisSettings(ServiceSettings):
     # how long a run waits for the replica to replay what the primary had committed when it started; past
     # that, an action's watermark is the replica's last replayed commit, a check fails naming the lag
     replica_max_wait: float = Field(30.0, ge=0, le=3600)
+    # `kfm-maint sync` reads what changed from logical replication slots named <change_slot>_<store>
+    # (wal_level=logical, REPLICATION on the write role; kfm_ops/changes.py); unset: bucket digests only
+    change_slot: str | None = Field(None, pattern=r"^[a-z0-9_]{1,50}$")
 
     @field_validator("dsn", "write_dsn", "replica_dsn")
     @classmethod
@@ -158,6 +161,7 @@ class CheckSettings(BaseModel):
     max_idle_in_transaction_seconds: float = Field(60, gt=0)
     max_xid_age: int = Field(1_000_000_000, gt=0)
     max_replication_lag_seconds: float = Field(60, gt=0)
+    max_slot_behind_mb: float = Field(1024, gt=0)  # WAL a logical slot keeps the server holding for it
     min_cache_hit_ratio: float = Field(0.9, ge=0, le=1)
     # the hit ratio is judged over a window (two samples this far apart), not since the last stats reset:
     # one bulk load leaves the cumulative ratio low for weeks on a healthy database

@@ -13,4 +13,4 @@ injected here is seen by a real check session.
 """
 
 pytest_plugins = ("tests.plugins.stack", "tests.plugins.baselines", "tests.plugins.faults", "tests.plugins.scratch",
-                  "tests.plugins.tls", "tests.plugins.cluster")
+                  "tests.plugins.tls", "tests.plugins.cluster", "tests.plugins.live")

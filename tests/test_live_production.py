@@ -6,13 +6,11 @@ updates, inserts, deletions, one dataset retired — while kfm-ops rebuilds, syn
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,73 +18,39 @@ import pytest
 
 from kfm_ops import contracts
 from tests import toxiproxy
-from tests.helpers import ROOT, kfm_maint, run_checks
-from tests.pipeline import Pipeline
+from tests.helpers import ROOT, run_checks
+from tests.plugins.live import CONSISTENCY, RETIRED, failures, maint_ok
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
-
-RETIRED = "grain-elevators"
-CONSISTENCY = "opschecks/consistency"
-
-
-def _ok(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    proc = kfm_maint(*args, "--no-verify", "--json", env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def pipeline(kfm_settings: Any) -> Iterator[Any]:
-    """start(rate, seconds): a pipeline writing to the canonical store; the sample catalog is restored afterwards."""
-    section = kfm_settings.postgis
-    started: list[Pipeline] = []
-
-    def start(rate: float, seconds: float, retire: str | None = RETIRED) -> Pipeline:
-        run = Pipeline(section.write_dsn, section.write_password.get_secret_value(), rate=rate, seconds=seconds,
-                       retire=retire)
-        run.start()
-        started.append(run)
-        return run
-
-    yield start
-    for run in started:
-        run.stop()
-    _ok("sample-data", "init", "--force")
-    _ok("sync", "--targets", "search,graph,cache")
-
-
-def _failures(results: dict[str, Any]) -> dict[str, str]:
-    return {nodeid: r.message[:400] for nodeid, r in results.items() if r.outcome not in ("passed", "skipped")}
-
 
 def test_reindex_completes_under_a_pipeline_and_sync_converges(pipeline: Any, owner_pg: Any) -> None:
     writes = pipeline(rate=40, seconds=600)
     time.sleep(1)
-    rebuilt = _ok("reindex", "--targets", "search", "--force")
-    graph = _ok("reindex", "--targets", "graph", "--prune")
-    cache = _ok("cache", "rebuild")
+    rebuilt = maint_ok("reindex", "--targets", "search", "--force")
+    graph = maint_ok("reindex", "--targets", "graph", "--prune")
+    cache = maint_ok("cache", "rebuild")
     written = writes.stop()
     assert written.total > 50 and written.retired == [RETIRED], written
     assert rebuilt["counts"]["rounds"], rebuilt  # the changes made while it was built were converged
     assert graph["counts"]["items_seen"] > 0 and cache["counts"]["stats_refreshed"] == 1
     before = datetime.now().astimezone()
-    synced = _ok("sync", "--targets", "search,graph,cache")
+    synced = maint_ok("sync", "--targets", "search,graph,cache")
     after = datetime.now().astimezone()
     assert synced["counts"]["search"]["upserted"] + synced["counts"]["search"]["deleted"] > 0, synced
     results = run_checks(CONSISTENCY, "opschecks/governance")
-    assert not _failures(results), _failures(results)
+    assert not failures(results), failures(results)
     for store in ("search", "graph"):  # the watermark is the instant of the snapshot the sync read
         watermark = owner_pg.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = %s", (store,))
         assert before <= watermark <= after, (store, before, watermark, after)
 
 
 def test_sync_writes_only_what_changed(pipeline: Any, search_writer: Any) -> None:
-    _ok("sync", "--targets", "search,graph,cache")
+    maint_ok("sync", "--targets", "search,graph,cache")
     run = pipeline(rate=100, seconds=2, retire=RETIRED)
     run.join(30)
     written = run.written
     retired_items = search_writer.count(index="kfm-items", body={"query": {"term": {"dataset_id": RETIRED}}})["count"]
-    counts = _ok("sync", "--targets", "search,graph,cache")["counts"]
+    counts = maint_ok("sync", "--targets", "search,graph,cache")["counts"]
     changed = written.updates + written.inserts + written.deletes
     for store in ("search", "graph"):
         work = counts[store]["upserted"] + counts[store]["deleted"]
@@ -94,14 +58,14 @@ def test_sync_writes_only_what_changed(pipeline: Any, search_writer: Any) -> Non
         assert work <= changed + retired_items, (store, counts[store], written, retired_items)
         assert counts[store]["compared"] > 1000
     assert counts["search"]["deleted"] >= retired_items > 0
-    again = _ok("sync", "--targets", "search,graph")["counts"]
+    again = maint_ok("sync", "--targets", "search,graph")["counts"]
     assert again["search"]["upserted"] == again["search"]["deleted"] == 0  # idempotent
     results = run_checks(CONSISTENCY, "opschecks/governance/test_sensitivity.py")
-    assert not _failures(results), _failures(results)
+    assert not failures(results), failures(results)
 
 
 def test_checks_during_load_fail_only_on_what_is_overdue(pipeline: Any, search_writer: Any, owner_pg: Any) -> None:
-    _ok("sync", "--targets", "search,graph,cache")
+    maint_ok("sync", "--targets", "search,graph,cache")
     old = owner_pg.scalar("SELECT id FROM kfm_ops.published_items WHERE updated_at < now() - interval '1 day' "
                           "ORDER BY id DESC LIMIT 1")
     index = next(iter(search_writer.indices.get_alias(name="kfm-items")))
@@ -109,7 +73,7 @@ def test_checks_during_load_fail_only_on_what_is_overdue(pipeline: Any, search_w
     pipeline(rate=20, seconds=600)
     time.sleep(3)
     clean = run_checks(CONSISTENCY, "opschecks/governance")
-    assert not _failures(clean), _failures(clean)  # changes younger than the SLA are pending, not failures
+    assert not failures(clean), failures(clean)  # changes younger than the SLA are pending, not failures
     search_writer.delete(index=index, id=old, refresh=True)  # a drift older than the SLA
     try:
         drift = run_checks(f"{CONSISTENCY}/test_cross_store.py::test_search_matches_canonical")
@@ -138,7 +102,7 @@ def test_a_killed_sync_leaves_the_stores_readable_and_the_next_run_converges(pip
         proc.communicate(timeout=60)
     alias = contracts.load("search")["alias"]
     assert search_writer.search(index=alias, body={"size": 1})["hits"]["hits"]  # the live index still answers
-    _ok("sync", "--targets", "search,graph,cache")
+    maint_ok("sync", "--targets", "search,graph,cache")
     assert owner_pg.scalar("SELECT count(*) FROM kfm_ops.audit_ledger WHERE action = 'sync' AND outcome = 'aborted'")
     results = run_checks(CONSISTENCY)
-    assert not _failures(results), _failures(results)
+    assert not failures(results), failures(results)

@@ -12,6 +12,9 @@ SELECT format('CREATE ROLE %I LOGIN', :'owner')
 SELECT format('CREATE ROLE %I LOGIN', :'reader')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'reader') \gexec
 ALTER ROLE :"owner" LOGIN NOSUPERUSER NOCREATEROLE PASSWORD :'owner_pw';
+-- REPLICATION: the actions' role reads the canonical changes from its logical slot (`kfm-maint sync`
+-- with KFM_POSTGIS__CHANGE_SLOT; docs/security.md says what the attribute lets a role read).
+ALTER ROLE :"owner" REPLICATION;
 ALTER ROLE :"reader" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'reader_pw';
 ALTER ROLE :"reader" SET default_transaction_read_only = on;
 

@@ -183,7 +183,9 @@ class PostGIS(Service):
                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.sockdir}",
                 "-c", "ssl=on", "-c", f"ssl_cert_file={self.tls / 'server.crt'}",
                 "-c", f"ssl_key_file={self.tls / 'server.key'}", "-c", f"ssl_ca_file={self.tls / 'ca.crt'}",
-                "-c", "ssl_min_protocol_version=TLSv1.2"]
+                "-c", "ssl_min_protocol_version=TLSv1.2",
+                # logical: the change slot of `kfm-maint sync` (KFM_POSTGIS__CHANGE_SLOT) decodes the WAL
+                "-c", "wal_level=logical"]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         return argv, env, self.root
 

@@ -153,6 +153,11 @@ class GraphStore(Store[GraphSettings]):
         for row in rows:
             yield row["id"], row["h"] or ""
 
+    def pairs_of(self, ids: list[str]) -> list[tuple[str, str]]:
+        """(id, content_hash) of the Item nodes among ``ids``, id-ordered (the id index finds each)."""
+        rows = self.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.content_hash AS h", ids=ids)
+        return sorted((r["id"], r["h"] or "") for r in rows)
+
     def item_records(self, *, ids: list[str] | None = None, batch: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, record) of the Item nodes, id-ordered, page by page: the node's properties and, per outgoing
         relationship type, the sorted ids it points at — what the content comparison reads (kfm_ops.content)."""

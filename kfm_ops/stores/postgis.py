@@ -247,6 +247,11 @@ class PostgisStore(Store[PostgisSettings]):
         yield from self.stream(f"SELECT id, content_hash FROM (SELECT id, content_hash, {_BUCKET_COLUMNS} "
                                f"FROM {PUBLISHED_ITEMS}) x WHERE b = ANY(%s) ORDER BY id COLLATE \"C\"", (buckets,))
 
+    def pairs_of(self, ids: list[str]) -> list[Pair]:
+        """(id, content_hash) of the published items among ``ids``, in byte order of the ids."""
+        return [(r[0], r[1]) for r in self.rows(f"SELECT id, content_hash FROM {PUBLISHED_ITEMS} WHERE id = ANY(%s) "
+                                                'ORDER BY id COLLATE "C"', (ids,))]
+
     def item_times(self, ids: list[str]) -> dict[str, tuple[datetime, str, datetime]]:
         """(item ``updated_at``, dataset id, dataset ``updated_at``) of each item of ``ids`` still in ``kfm.items``."""
         return {r[0]: (r[1], r[2], r[3]) for r in self.rows(

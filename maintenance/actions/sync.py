@@ -1,9 +1,12 @@
 """``kfm-maint sync --targets search,graph,cache``: bring the live derived stores up to date with what changed.
 
-Cost follows the changes, not the catalog: the bucket digests of both sides (each engine sums
-its own, :mod:`kfm_ops.buckets`) name the records that differ from one canonical snapshot;
-only those are derived again and written, orphans (deleted items, items of unpublished or
-retired datasets) are deleted, and a second comparison proves the store equals the snapshot.
+Cost follows the changes, not the catalog. With a change slot per store (``KFM_POSTGIS__CHANGE_SLOT``,
+:mod:`kfm_ops.changes`) the WAL names what changed since the store's last sync; else the bucket
+digests of both sides (each engine sums its own, :mod:`kfm_ops.buckets`) name the records that
+differ from one canonical snapshot — a scan of the catalog per run, and the path a slot that is
+new, lost or told a TRUNCATE takes once. Only those records are derived again and written,
+orphans (deleted items, items of unpublished or retired datasets) are deleted, and a second
+comparison proves the store equals the snapshot (for what it wrote).
 The graph also re-links items changed since its last sync (a changed link moves the item's
 ``updated_at``). The cache's stats view is refreshed concurrently and its summaries rewritten
 where they changed. Each store's watermark becomes the snapshot's instant.
@@ -16,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from kfm_ops import buckets, contracts, converge, derive
+from kfm_ops import buckets, changes, contracts, converge, derive, log
+from kfm_ops.changes import ChangeSlot, SlotState, Visibility
 from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare
 from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
@@ -34,8 +38,9 @@ TRANSACTION_MARGIN = timedelta(minutes=5)
 
 @dataclass
 class SyncPlan:
-    differing_buckets: dict[str, int]
+    differing_buckets: dict[str, int]  # the stores found by their digests
     live_index: str | None
+    slots: dict[str, SlotState]  # the stores found by their change slots (trusted or not)
 
 
 class Sync:
@@ -52,9 +57,17 @@ class Sync:
         self.partitions = partitions
         self.partition_wait = partition_wait
 
+    def _slots(self, hub: ServiceHub) -> dict[str, ChangeSlot]:
+        prefix = hub.settings.postgis.change_slot if hub.settings.postgis else None
+        if not prefix or self.partitions > 1:  # partitions split the catalog-sized work: the digests' path
+            return {}
+        control = hub.postgis(write=True)
+        return {t: ChangeSlot(control, changes.slot_name(prefix, t)) for t in ("search", "graph") if t in self.targets}
+
     def plan(self, hub: ServiceHub) -> Plan[SyncPlan]:
-        reader = hub.canonical()
-        canonical = reader.bucket_digests()
+        slots = {t: slot.state() for t, slot in self._slots(hub).items()}
+        by_digests = [t for t in ("search", "graph") if t in self.targets and not (t in slots and slots[t].trusted)]
+        canonical = hub.canonical().bucket_digests() if by_digests else None
         differing: dict[str, int] = {}
         live = None
         if "search" in self.targets:
@@ -63,18 +76,29 @@ class Sync:
                 raise ActionFailed(self.name, "plan", f"alias {state.alias} points at {len(state.live)} indices",
                                    hint="sync needs one live index: kfm-maint reindex --targets search")
             live = state.live[0]
-            differing["search"] = len(buckets.differing(canonical, SearchSide(hub.search(), live).digests()))
-        if "graph" in self.targets:
-            differing["graph"] = len(buckets.differing(canonical, GraphSide(hub.graph()).digests()))
+        for t in by_digests:
+            side = SearchSide(hub.search(), live) if t == "search" and live else GraphSide(hub.graph())
+            assert canonical is not None
+            differing[t] = len(buckets.differing(canonical, side.digests()))
         per_store = ", ".join(f"{n} in {t}" for t, n in differing.items())
+        found = [f"{t}: what its change slot {s.name} holds ({(s.behind_bytes or 0) / 2**20:.1f} MiB of WAL)"
+                 for t, s in slots.items() if s.trusted]
         return Plan(
             what=f"sync {', '.join(self.targets)} with the canonical store"
                  + (f": of {buckets.BUCKETS} buckets, {per_store} differ" if differing else "")
+                 + (f"; {'; '.join(found)}" if found else "")
                  + (" (and the cache)" if "cache" in self.targets else ""),
             where=[f"{t}: {'live index ' + live if t == 'search' and live else t}" for t in self.targets],
-            how_much={"published": buckets.total(canonical), **{f"{t}_buckets": n for t, n in differing.items()}},
+            how_much={**({"published": buckets.total(canonical)} if canonical is not None else {}),
+                      **{f"{t}_buckets": n for t, n in differing.items()},
+                      **{f"{t}_slot_behind_bytes": s.behind_bytes or 0 for t, s in slots.items() if s.trusted}},
             rollback="the stores are derived: a re-run converges them again; kfm-maint reindex rebuilds",
-            steps=["open one REPEATABLE READ snapshot of the canonical store",
+            steps=[*[f"{t}: {s.why_not()}: create it, then find this run's differences by the digests (its baseline)"
+                     for t, s in slots.items() if not s.trusted],
+                   "open one REPEATABLE READ snapshot of the canonical store",
+                   *[f"{t}: read the changes its slot holds up to now; derive again those the snapshot shows, delete "
+                     "those it no longer has, prove them; advance the slot past them" for t in slots
+                     if slots[t].trusted],
                    *([f"{t}: derive again what differs from it, delete orphans, prove equality" for t in differing]
                      if self.partitions == 1 else
                      [f"export it; wait (at most {self.partition_wait:g}s) for its {self.partitions} partitions: "
@@ -82,7 +106,7 @@ class Sync:
                       f"i = 0..{self.partitions - 1}", f"prove {', '.join(differing)} equal the snapshot"]),
                    *(["cache: refresh the stats view, rewrite changed summaries"] if "cache" in self.targets else []),
                    "record each store's watermark (the snapshot's instant)"],
-            details=SyncPlan(differing, live),
+            details=SyncPlan(differing, live, slots),
         )
 
     def apply(self, hub: ServiceHub, plan: Plan[SyncPlan], run: RunContext) -> dict[str, Any]:
@@ -90,11 +114,16 @@ class Sync:
         reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         control = hub.postgis(write=True)
         watermarks: dict[str, Any] = {}
+        slots = self._slots(hub)
+        trusted = {t for t, slot in slots.items() if slot.state().trusted}  # again: the plan may be old
+        for t in slots.keys() - trusted:  # before the snapshot: the digests then make its baseline
+            slots[t].create(t)
         if {"search", "graph"} & set(self.targets):
             grid = derive.grid_degrees(hub.policy(), hub.settings.contracts_dir)
             graph_since = control.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'graph'")
             with reader.snapshot() as instant:
                 snapshot = converge.Snapshot(reader)  # its digests: computed once for both stores
+                found = self._changes(reader, control, {t: slots[t] for t in trusted})
                 if self.partitions > 1:
                     since = graph_since - TRANSACTION_MARGIN if graph_since else None
                     counts.update(self._coordinate(hub, snapshot, grid, since, plan.details.live_index, run))
@@ -103,22 +132,61 @@ class Sync:
                     search = hub.search(write=True)
                     loader = BulkLoader(search.client, plan.details.live_index, action=self.name,
                                         batch_size=BULK_DOCS, in_flight=BULK_IN_FLIGHT)
+                    side = SearchSide(search, plan.details.live_index)
+                    ids = found["search"].follow(reader, side.datasets_present) if "search" in found else None
                     counts["search"] = converge.search(reader, search, plan.details.live_index, grid, loader,
                                                        action=self.name, checkpoint=run.checkpoint,
-                                                       snapshot=snapshot).as_dict()
+                                                       snapshot=snapshot, ids=ids).as_dict()
                     watermarks["search"] = instant
+                    self._consumed(slots, found, "search", ids, counts, run)
                 if "graph" in self.targets and self.partitions == 1:
                     since = graph_since - TRANSACTION_MARGIN if graph_since else None
-                    counts["graph"] = converge.graph(reader, hub.graph(write=True), grid, batch=self.batch,
+                    told = found.get("graph")
+                    graph = hub.graph(write=True)
+                    ids = told.follow(reader, GraphSide(graph).datasets_present) if told else None
+                    counts["graph"] = converge.graph(reader, graph, grid, batch=self.batch,
                                                      action=self.name, checkpoint=run.checkpoint,
-                                                     since=since, snapshot=snapshot).as_dict()
+                                                     since=since, snapshot=snapshot, ids=ids,
+                                                     relink=sorted(told.items) if told else None,
+                                                     references=told.references if told and ids is not None
+                                                     else True).as_dict()
                     watermarks["graph"] = instant
+                    self._consumed(slots, found, "graph", ids, counts, run)
         for store, instant in watermarks.items():
             control.record_watermark(store, instant, run.run_id)
         if "cache" in self.targets:
             cache = CacheRebuild(targets=["stats", "summaries"])
             counts["cache"] = cache.apply(hub, cache.plan(hub), run)
         return counts
+
+    @staticmethod
+    def _changes(reader: Any, control: Any, slots: dict[str, ChangeSlot]) -> dict[str, changes.Changes]:
+        """Inside the open snapshot: what each trusted slot holds up to the WAL position read now (after the
+        snapshot opened: every transaction it sees committed before that position)."""
+        if not slots:
+            return {}
+        visibility = Visibility.parse(str(reader.scalar("SELECT pg_current_snapshot()::text")))
+        upto = str(control.scalar("SELECT pg_current_wal_insert_lsn()::text"))
+        found = {t: slot.read(upto, visibility) for t, slot in slots.items()}
+        for t, told in found.items():
+            log.get_logger().info("sync.changes", store=t, slot=slots[t].name, changes=told.summary())
+        return found
+
+    @staticmethod
+    def _consumed(slots: dict[str, ChangeSlot], found: dict[str, changes.Changes], store: str,
+                  ids: list[str] | None, counts: dict[str, Any], run: RunContext) -> None:
+        """The store is proven equal to the snapshot where it was written: its slot may move on (past what the
+        snapshot saw), or — just created — has its baseline."""
+        slot = slots.get(store)
+        if slot is None:
+            return
+        if store in found:
+            slot.advance(found[store].advance_to)
+            counts[store]["found_by"] = "change slot" if ids is not None else "digests (too many changes for ids)"
+            counts[store]["slot"] = found[store].summary()
+        else:
+            slot.baselined(run.run_id)
+            counts[store]["found_by"] = "digests (the change slot's baseline)"
 
     def _coordinate(self, hub: ServiceHub, snapshot: converge.Snapshot, grid: float, since: datetime | None,
                     live_index: str | None, run: RunContext) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from kfm_ops import changes
 from kfm_ops.pytest_plugin.assertions import expect, fail_with, version_tuple
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.settings import Settings
@@ -184,6 +185,40 @@ def test_postgis_replication_lag(postgis: PostgisStore, kfm_settings: Settings) 
                if state != "streaming" or lag > limit]
     expect(not lagging, f"{len(lagging)} standbys are not streaming within {limit:g}s", where, lagging,
            hint="check the standby's network and disk; see pg_stat_replication")
+
+
+@pytest.mark.smoke
+@pytest.mark.risk("high")
+def test_postgis_change_slots(postgis: PostgisStore, kfm_settings: Settings) -> None:
+    """No logical slot has lost its WAL or holds more than max_slot_behind_mb; the sync's change slots exist.
+
+    A logical slot nobody consumes makes the server keep every WAL segment since its position
+    until the disk fills. With KFM_POSTGIS__CHANGE_SLOT set, `kfm-maint sync` reads one slot per
+    derived store (search, graph, as configured): each must exist (the first sync creates it).
+    """
+    where = postgis.where()
+    limit = kfm_settings.checks.max_slot_behind_mb
+    section = kfm_settings.postgis
+    prefix = section.change_slot if section else None
+    if postgis.scalar("SELECT pg_is_in_recovery()"):
+        expect(not prefix, "this server is a standby: the change slots live on the primary", where,
+               hint="point KFM_POSTGIS__DSN at the primary")
+        return
+    slots = postgis.rows("SELECT slot_name, coalesce(wal_status, 'lost'), "
+                         "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float / 1048576 "
+                         "FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY 1")
+    lost = [name for name, status, _ in slots if status == "lost"]
+    expect(not lost, f"{len(lost)} logical slots lost the WAL they had not consumed", where, lost,
+           hint="the next kfm-maint sync creates a change slot again (and its baseline); drop any other")
+    behind = [f"{name} ({mib:,.1f} MiB)" for name, status, mib in slots if status != "lost" and mib is not None
+              and mib > limit]
+    expect(not behind, f"{len(behind)} logical slots hold more than {limit:g} MiB of WAL", where, behind,
+           hint="run kfm-maint sync (it consumes its slots), or drop a slot nobody reads")
+    if prefix:
+        stores = [s for s in ("search", "graph") if getattr(kfm_settings, s) is not None]
+        missing = sorted({changes.slot_name(prefix, s) for s in stores} - {name for name, _, _ in slots})
+        expect(not missing, f"{len(missing)} change slots of KFM_POSTGIS__CHANGE_SLOT={prefix} do not exist",
+               where, missing, hint="run kfm-maint sync: it creates them (wal_level=logical, REPLICATION)")
 
 
 @pytest.mark.smoke

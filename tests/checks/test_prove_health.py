@@ -550,3 +550,43 @@ def test_checks_given_the_cache_owner() -> None:
                  "the user 'default' may run write commands",
                  env={"KFM_CACHE__USERNAME": stack["KFM_CACHE__WRITE_USERNAME"],
                       "KFM_CACHE__PASSWORD": stack["KFM_CACHE__WRITE_PASSWORD"]})
+
+
+SLOT_LIMIT = {"KFM_CHECKS__MAX_SLOT_BEHIND_MB": "1"}
+
+
+@pytest.mark.proves(PG + "test_postgis_change_slots")
+def test_logical_slot_nobody_consumes(owner_pg: Any) -> None:
+    """A logical slot on the shared server that nobody reads while 2 MB of WAL are written: the server keeps it."""
+    assert_passes(PG + "test_postgis_change_slots", env=SLOT_LIMIT)
+    with injected(lambda: owner_pg.execute("SELECT pg_create_logical_replication_slot('kfm_proof_slot', "
+                                           "'test_decoding')"),
+                  lambda: owner_pg.execute("SELECT pg_drop_replication_slot('kfm_proof_slot')")):
+        owner_pg.execute("SELECT pg_logical_emit_message(false, 'kfm-proof', repeat('x', 2000000))")
+        assert_fails(PG + "test_postgis_change_slots", "1 logical slots hold more than 1 MiB of WAL",
+                     "kfm_proof_slot", env=SLOT_LIMIT)
+
+
+@pytest.mark.proves(PG + "test_postgis_change_slots")
+def test_change_slot_configured_but_missing() -> None:
+    """KFM_POSTGIS__CHANGE_SLOT names slots no sync has created: the check names each missing one."""
+    assert_fails(PG + "test_postgis_change_slots", "change slots of KFM_POSTGIS__CHANGE_SLOT=kfm_proof_absent do not "
+                 "exist", "kfm_proof_absent_search", env={"KFM_POSTGIS__CHANGE_SLOT": "kfm_proof_absent"})
+
+
+@pytest.mark.proves(PG + "test_postgis_change_slots")
+def test_logical_slot_lost_its_wal(scratch_postgres: Any) -> None:
+    """A throw-away PostgreSQL that may keep only 1 MB for a slot (max_slot_wal_keep_size): WAL segments pass
+    and a checkpoint removes them; the slot's wal_status becomes 'lost'."""
+    port, sql = scratch_postgres
+    env = {"KFM_POSTGIS__DSN": f"postgresql://{SCRATCH_USER}@127.0.0.1:{port}/postgres", "KFM_POSTGIS__PASSWORD": ""}
+    sql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+    sql("SELECT pg_reload_conf()")
+    sql("SELECT pg_create_logical_replication_slot('kfm_proof_lost', 'test_decoding')")
+    assert_passes(PG + "test_postgis_change_slots", env=env)
+    for _ in range(4):
+        sql("SELECT pg_logical_emit_message(false, 'kfm-proof', repeat('x', 1000000))")
+        sql("SELECT pg_switch_wal()")
+    sql("CHECKPOINT")
+    assert_fails(PG + "test_postgis_change_slots", "1 logical slots lost the WAL they had not consumed",
+                 "kfm_proof_lost", env=env)

@@ -76,7 +76,7 @@ def scratch_opa(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
 @pytest.fixture(scope="module")
 def scratch_postgres() -> Iterator[tuple[int, Callable[[str], Any]]]:
-    """A throw-away PostgreSQL 15 cluster (wal_level=replica, trust on 127.0.0.1) on a free port.
+    """A throw-away PostgreSQL 15 cluster (wal_level=logical, trust on 127.0.0.1) on a free port.
 
     shared_buffers is small (16 MB) so a proof can make a table that cannot stay cached.
 
@@ -95,11 +95,15 @@ def scratch_postgres() -> Iterator[tuple[int, Callable[[str], Any]]]:
                    check=True, capture_output=True)
     subprocess.run([*as_pg, stack_binary("pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
                     f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
-                    "-c wal_level=replica -c max_wal_senders=2 -c shared_buffers=16MB", "start"],
+                    "-c wal_level=logical -c max_wal_senders=2 -c shared_buffers=16MB", "start"],
                    check=True, capture_output=True)
     conn = psycopg.connect(host="127.0.0.1", port=port, user=user, dbname="postgres", autocommit=True)
     try:
-        yield port, lambda sql: conn.execute(sql).fetchall()
+        def sql(statement: str) -> list[tuple[Any, ...]]:
+            cur = conn.execute(statement)
+            return cur.fetchall() if cur.description else []  # ALTER SYSTEM, CHECKPOINT: no rows
+
+        yield port, sql
     finally:
         conn.close()
         subprocess.run([*as_pg, stack_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],

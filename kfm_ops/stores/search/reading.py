@@ -167,6 +167,15 @@ def pairs_in_buckets(client: OpenSearch, index: str, buckets: list[int], *, batc
         client.delete_pit(body={"pit_id": [pit]})
 
 
+def pairs_of(client: OpenSearch, index: str, ids: list[str]) -> list[Pair]:
+    """(id, content_hash) of the documents among ``ids``, id-ordered (by id: no search, no refresh needed)."""
+    found: list[Pair] = []
+    for start in range(0, len(ids), 1000):
+        docs = client.mget(index=index, body={"ids": ids[start:start + 1000]}, _source=["content_hash"])["docs"]
+        found.extend((d["_id"], d["_source"].get("content_hash") or "") for d in docs if d.get("found"))
+    return sorted(found)
+
+
 def datasets_present(client: OpenSearch, index: str, dataset_ids: list[str]) -> set[str]:
     """Which of ``dataset_ids`` have at least one document in ``index``."""
     found = client.search(index=index, body={"size": 0, "track_total_hits": False,

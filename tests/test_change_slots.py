@@ -1,0 +1,102 @@
+"""`kfm-maint sync` told what changed by its change slots (KFM_POSTGIS__CHANGE_SLOT, kfm_ops/changes.py).
+
+On the real local stack (wal_level=logical): the first sync creates a slot per store and makes its
+baseline by the digests; after a pipeline's updates, inserts, deletions and a retired dataset the
+next sync follows only the slot, and every consistency check agrees with it; a killed sync leaves
+the slot where it was, and the next run converges.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests import toxiproxy
+from tests.helpers import ROOT, run_checks
+from tests.plugins.live import CONSISTENCY, RETIRED, failures, maint_ok
+
+pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
+
+PREFIX = "kfm_test_changes"
+SLOTS = {"KFM_POSTGIS__CHANGE_SLOT": PREFIX}
+STORES = ("search", "graph")
+
+
+@pytest.fixture
+def slots(owner_pg: Any) -> Iterator[dict[str, str]]:
+    """The change slots of this test: dropped (and their markers) afterwards, whatever happened."""
+    yield SLOTS
+    for store in STORES:
+        owner_pg.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                         (f"{PREFIX}_{store}",))
+    owner_pg.execute("DELETE FROM kfm_ops.change_slots WHERE slot LIKE %s", (PREFIX + "%",))
+
+
+def _canonical_rows_held(owner_pg: Any, store: str) -> int:
+    """Changed rows of the canonical schema the store's slot still holds (the harness's own writes aside)."""
+    return int(owner_pg.scalar("SELECT count(*) FROM pg_logical_slot_peek_changes(%s, NULL, NULL) "
+                               "WHERE data LIKE 'table kfm.%%'", (f"{PREFIX}_{store}",)))
+
+
+def test_sync_follows_its_change_slots(pipeline: Any, slots: dict[str, str], owner_pg: Any,
+                                       search_writer: Any) -> None:
+    first = maint_ok("sync", "--targets", "search,graph,cache", env=slots)
+    for store in STORES:
+        assert first["counts"][store]["found_by"] == "digests (the change slot's baseline)", first["counts"]
+    assert owner_pg.scalar("SELECT count(*) FROM kfm_ops.change_slots WHERE slot LIKE %s "
+                           "AND baselined_at IS NOT NULL", (PREFIX + "%",)) == 2
+    run = pipeline(rate=100, seconds=2, retire=RETIRED)
+    run.join(30)
+    written = run.written
+    assert written.updates and written.inserts and written.deletes and written.retired == [RETIRED], written
+    retired = search_writer.count(index="kfm-items", body={"query": {"term": {"dataset_id": RETIRED}}})["count"]
+    for store in STORES:
+        assert _canonical_rows_held(owner_pg, store) >= written.total
+    published = owner_pg.scalar("SELECT count(*) FROM kfm_ops.published_items")
+    counts = maint_ok("sync", "--targets", "search,graph,cache", env=slots)["counts"]
+    for store in STORES:
+        c = counts[store]
+        assert c["found_by"] == "change slot", c
+        # only what the slot named was compared: the changed items and the retired dataset's, not the catalog
+        assert c["compared"] <= written.updates + written.inserts + retired < published, (c, written, published)
+        assert c["upserted"] + c["deleted"] > 0, c
+        assert _canonical_rows_held(owner_pg, store) == 0, store  # advanced past everything it applied
+    assert counts["search"]["deleted"] >= retired + written.deletes - written.inserts > 0, (counts, written)
+    results = run_checks(CONSISTENCY, "opschecks/health/test_postgis.py::test_postgis_change_slots", env=slots)
+    assert not failures(results), failures(results)
+    again = maint_ok("sync", "--targets", "search,graph", env=slots)["counts"]
+    for store in STORES:  # idempotent, and nothing left to read
+        assert again[store]["found_by"] == "change slot" and again[store]["upserted"] == again[store]["deleted"] == 0
+
+
+def test_a_killed_slot_sync_keeps_its_changes(pipeline: Any, slots: dict[str, str], owner_pg: Any) -> None:
+    maint_ok("sync", "--targets", "search,graph", env=slots)
+    run = pipeline(rate=200, seconds=2)
+    run.join(30)
+    held = _canonical_rows_held(owner_pg, "search")
+    assert held > 0
+    with toxiproxy.proxy("slow-search", toxiproxy.upstream("search")) as proxy:
+        proxy.toxic("latency", latency=300, jitter=0)  # every search request slow: the kill lands mid-run
+        proc = subprocess.Popen([sys.executable, "-m", "maintenance.cli", "sync", "--targets", "search,graph",
+                                 "--no-verify"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **slots, "KFM_SEARCH__URL": f"http://127.0.0.1:{proxy.port}"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not owner_pg.scalar(
+                "SELECT count(*) FROM kfm_ops.audit_ledger WHERE action = 'sync' AND outcome = 'running'"):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert _canonical_rows_held(owner_pg, "search") == held  # nothing consumed by a run that did not finish
+    counts = maint_ok("sync", "--targets", "search,graph", env=slots)["counts"]
+    assert counts["search"]["found_by"] == "change slot", counts
+    results = run_checks(CONSISTENCY, env=slots)
+    assert not failures(results), failures(results)
