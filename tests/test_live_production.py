@@ -36,7 +36,7 @@ def _ok(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pipeline(kfm_settings: Any) -> Iterator[Any]:
+def pipeline(kfm_settings: Any, catalog_restored: None) -> Iterator[Any]:
     """start(rate, seconds): a pipeline writing to the canonical store; the sample catalog is restored afterwards."""
     section = kfm_settings.postgis
     started: list[Pipeline] = []
@@ -49,10 +49,8 @@ def pipeline(kfm_settings: Any) -> Iterator[Any]:
         return run
 
     yield start
-    for run in started:
+    for run in started:  # before catalog_restored loads the catalog again
         run.stop()
-    _ok("sample-data", "init", "--force")
-    _ok("sync", "--targets", "search,graph,cache")
 
 
 def _failures(results: dict[str, Any]) -> dict[str, str]:
