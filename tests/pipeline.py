@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -99,13 +100,25 @@ class Pipeline(threading.Thread):
                          "content_hash || %s, 'UTF8')), 'hex'), updated_at = now() WHERE id = %s", (stamp, row[0]))
             self.written.updates += 1
         else:
-            with conn.transaction():  # a deletion moves its dataset's updated_at (the contract's dating)
-                conn.execute("DELETE FROM kfm.item_places WHERE item_id = %s", (row[0],))
-                conn.execute("DELETE FROM kfm.prov_links WHERE subject = %s OR object = %s", (row[0], row[0]))
-                conn.execute("DELETE FROM kfm.items WHERE id = %s", (row[0],))
-                conn.execute("UPDATE kfm.datasets SET updated_at = now() WHERE id = %s", (dataset,))
+            delete_item(conn, row[0], dataset)
             self.written.deletes += 1
 
     def _retire(self, conn: psycopg.Connection, dataset: str) -> None:
-        conn.execute("UPDATE kfm.datasets SET status = 'retired', updated_at = now() WHERE id = %s", (dataset,))
+        retire_dataset(conn, dataset)
         self.written.retired.append(dataset)
+
+
+def delete_item(conn: Any, item: str, dataset: str) -> None:
+    """A pipeline's deletion of ``item`` of ``dataset`` (``conn``: a psycopg connection or a PostgisStore, in
+    autocommit): its places and provenance links go with it, and it moves its dataset's ``updated_at`` (the
+    contract's dating)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM kfm.item_places WHERE item_id = %s", (item,))
+        conn.execute("DELETE FROM kfm.prov_links WHERE subject = %s OR object = %s", (item, item))
+        conn.execute("DELETE FROM kfm.items WHERE id = %s", (item,))
+        conn.execute("UPDATE kfm.datasets SET updated_at = now() WHERE id = %s", (dataset,))
+
+
+def retire_dataset(conn: Any, dataset: str) -> None:
+    """A pipeline retiring ``dataset``: its items stay in the canonical store but are no longer published."""
+    conn.execute("UPDATE kfm.datasets SET status = 'retired', updated_at = now() WHERE id = %s", (dataset,))

@@ -142,6 +142,12 @@ class Standby:
     def resume(self) -> None:
         self.sql("SELECT pg_wal_replay_resume();")
 
+    def catch_up(self, primary: Any) -> None:
+        """Wait until the standby has replayed everything ``primary`` (a PostgisStore) has written so far."""
+        position = primary.scalar("SELECT pg_current_wal_insert_lsn()::text")
+        _wait(lambda: self.scalar(f"SELECT pg_last_wal_replay_lsn() >= '{position}'::pg_lsn") == "t",
+              "the standby to replay what the primary wrote", timeout=30)
+
     def replayed_at(self, password: str) -> Any:
         """The commit time of the last transaction the standby replayed."""
         with psycopg.connect(self.dsn, password=password, autocommit=True) as conn:

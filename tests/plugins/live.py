@@ -29,7 +29,7 @@ def failures(results: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture
-def pipeline(kfm_settings: Any) -> Iterator[Any]:
+def pipeline(kfm_settings: Any, catalog_restored: None) -> Iterator[Any]:
     """start(rate, seconds): a pipeline writing to the canonical store; the sample catalog is restored afterwards."""
     section = kfm_settings.postgis
     started: list[Pipeline] = []
@@ -42,7 +42,5 @@ def pipeline(kfm_settings: Any) -> Iterator[Any]:
         return run
 
     yield start
-    for run in started:
+    for run in started:  # before catalog_restored loads the catalog again
         run.stop()
-    maint_ok("sample-data", "init", "--force")
-    maint_ok("sync", "--targets", "search,graph,cache")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,12 +45,25 @@ def cache_writer(stack: ServiceHub) -> Any:
     return stack.cache(write=True).client
 
 
+def _maintained(*commands: list[str]) -> None:
+    """Each ``kfm-maint`` command in turn (unverified); the first that fails fails the fixture."""
+    from tests.helpers import kfm_maint
+
+    for args in commands:
+        proc = kfm_maint(*args, "--no-verify")
+        assert proc.returncode == 0, f"kfm-maint {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
 @pytest.fixture(scope="session")
 def catalog() -> None:
     """The sample catalog loaded and derived into every store (idempotent: fast when already there)."""
-    from tests.helpers import kfm_maint
+    _maintained(["migrate", "--environment", "dev"], ["identity", "stamp", "--targets", "search,graph,cache"],
+                ["sample-data", "init"], ["reindex", "--targets", "search,graph", "--prune"], ["cache", "rebuild"])
 
-    for args in (["migrate", "--environment", "dev"], ["identity", "stamp", "--targets", "search,graph,cache"],
-                 ["sample-data", "init"], ["reindex", "--targets", "search,graph", "--prune"], ["cache", "rebuild"]):
-        proc = kfm_maint(*args, "--no-verify")
-        assert proc.returncode == 0, f"kfm-maint {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+
+@pytest.fixture
+def catalog_restored() -> Iterator[None]:
+    """For a test that deletes items or retires datasets in the canonical store: the sample catalog loaded again
+    afterwards, and the derived stores synced to it (the tests after it expect the whole catalog)."""
+    yield
+    _maintained(["sample-data", "init", "--force"], ["sync", "--targets", "search,graph,cache"])
