@@ -248,6 +248,8 @@ def render(cells: list[dict[str, Any]]) -> str:
         "checks pass; the next run converges |",
         "| sync (search, graph, cache) | mid-convergence, a pipeline writing | SIGKILL | the live stores stay "
         "readable; ledger row `aborted` by the next run, which converges (`tests/test_live_production.py`) |",
+        "| sync by change slots | mid-convergence, after a pipeline burst | SIGKILL | the slots hold every change "
+        "they held before (nothing advanced); the next run converges by them (`tests/test_change_slots.py`) |",
         "",
         "## Live production: a pipeline writing while kfm-ops works",
         "",
@@ -263,6 +265,9 @@ def render(cells: list[dict[str, Any]]) -> str:
         "watermark is the instant of the snapshot the sync read |",
         "| `sync` after a burst (100 writes/s, 2 s, a dataset retired) | writes only what changed: records "
         "written ≤ changes made + the retired dataset's items |",
+        "| `sync` by change slots after the same burst | compares only the ids the slots named, not the catalog; "
+        "every consistency check passes; the slots hold no canonical change afterwards "
+        "(`tests/test_change_slots.py`) |",
         "| the full check run (20 writes/s) | zero failures on changes younger than the SLA (reported as "
         "pending); a drift injected older than the SLA still fails its check |",
         "",
