@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfm_ops import derive
+from kfm_ops.buckets import BUCKETS
 from kfm_ops.compare import Diff, compare
+from kfm_ops.partition import Partition
 from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
@@ -78,29 +80,47 @@ def _compare(expected: Iterable[tuple[str, Record]], actual: Iterable[tuple[str,
     return result
 
 
+def scrub_slice(items: int, max_records: int, slice_seconds: float, now: float) -> Partition:
+    """The share of the catalog (of ``items`` items) one run's content checks read.
+
+    All of it up to ``max_records`` (or when that is 0); else one of N = ceil(items / max_records)
+    bucket ranges: the one the clock points at, the next every ``slice_seconds``, round robin. A
+    run scheduled every ``slice_seconds`` reads the whole catalog every N runs — a scrub, as
+    storage systems verify their blocks — and each run stays about ``max_records`` long.
+    """
+    if max_records == 0 or items <= max_records:
+        return Partition.whole()
+    count = min(BUCKETS, -(-items // max_records))
+    return Partition(int(now // slice_seconds) % count, count)
+
+
 def search(postgis: PostgisStore, search: SearchStore, index: str, grid: float, *, first_n: int = 10,
-           on_diff: Callable[[str, str], None] | None = None) -> ContentDiff:
-    """Every document of ``index`` against the document the reindex would write now."""
+           on_diff: Callable[[str, str], None] | None = None, partition: Partition | None = None) -> ContentDiff:
+    """Every document of ``index`` (of ``partition``) against the document the reindex would write now."""
 
     def expected(ids: list[str] | None = None) -> Iterator[tuple[str, Record]]:
-        return ((i, json.loads(doc)) for i, doc in derive.search_documents(postgis, grid, ids=ids))
+        return ((i, json.loads(doc)) for i, doc in derive.search_documents(postgis, grid, ids=ids,
+                                                                          partition=None if ids else partition))
 
     def reread(ids: list[str]) -> tuple[dict[str, Record], dict[str, Record]]:
         return dict(expected(ids)), search_reading.sources(search.client, index, ids)
 
-    return _compare(expected(), search_reading.search_sources(search.client, index), store=f"search index {index}",
-                    first_n=first_n, on_diff=on_diff, reread=reread)
+    query = partition.search_query() if partition else None
+    return _compare(expected(), search_reading.search_sources(search.client, index, query=query),
+                    store=f"search index {index}", first_n=first_n, on_diff=on_diff, reread=reread)
 
 
 def graph(postgis: PostgisStore, graph: GraphStore, grid: float, *, first_n: int = 10,
-          on_diff: Callable[[str, str], None] | None = None) -> ContentDiff:
-    """Every Item node, with its relationships, against the node the graph sync would leave now."""
+          on_diff: Callable[[str, str], None] | None = None, partition: Partition | None = None) -> ContentDiff:
+    """Every Item node (of ``partition``), with its relationships, against the node the graph sync would leave
+    now."""
 
     def reread(ids: list[str]) -> tuple[dict[str, Record], dict[str, Record]]:
         return dict(derive.graph_records(postgis, grid, ids=ids)), dict(graph.item_records(ids=ids))
 
-    return _compare(derive.graph_records(postgis, grid), graph.item_records(), store="graph label Item",
-                    first_n=first_n, on_diff=on_diff, reread=reread)
+    within = partition.cypher() if partition else "true"
+    return _compare(derive.graph_records(postgis, grid, partition=partition), graph.item_records(within=within),
+                    store="graph label Item", first_n=first_n, on_diff=on_diff, reread=reread)
 
 
 def records(expected: dict[str, Record], actual: dict[str, Record], *, store: str,

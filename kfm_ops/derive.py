@@ -123,13 +123,14 @@ def search_documents(postgis: PostgisStore, grid: float, *, since: datetime | No
 
 
 def graph_items(postgis: PostgisStore, grid: float, *, since: datetime | None = None, ids: list[str] | None = None,
-                batch: int = 2000) -> Iterator[dict[str, Any]]:
+                batch: int = 2000, partition: Partition | None = None) -> Iterator[dict[str, Any]]:
     """Published items as graph upsert parameters: the Item properties and the ids its relationships point at.
 
     ``links_hash`` covers what an item points at (activity, places, derived-from items): the
     canonical content_hash does not, and a changed link must reach the graph too.
     """
-    for r in postgis.stream_dicts(ROWS_SQL.format(extra=_only(since, ids)), {"grid": grid, "since": since, "ids": ids},
+    for r in postgis.stream_dicts(ROWS_SQL.format(extra=_only(since, ids, partition)),
+                                  {"grid": grid, "since": since, "ids": ids},
                                   batch=batch):
         links = f"{r['generated_by'] or ''}|{','.join(r['places'])}|{','.join(r['derived_from'])}"
         yield {"id": r["id"], "dataset_id": r["dataset_id"], "title": r["title"], "sensitivity": r["sensitivity"],
@@ -144,12 +145,13 @@ ITEM_PROPERTIES = ("id", "dataset_id", "title", "sensitivity", "geometry_wkt", "
                    "updated_at", "sync_bucket", "sync_h1", "sync_h2")
 
 
-def graph_records(postgis: PostgisStore, grid: float, *, ids: list[str] | None = None) -> Iterator[tuple[str, Any]]:
+def graph_records(postgis: PostgisStore, grid: float, *, ids: list[str] | None = None,
+                  partition: Partition | None = None) -> Iterator[tuple[str, Any]]:
     """(id, record) of each published item as the graph sync leaves its Item node: the properties, and per
     relationship type the ids it points at (only nodes the sync writes: published datasets and items, the
     activities that used one, every place) — what :meth:`GraphStore.item_records` reads back."""
     activities = {r["id"] for r in postgis.dicts(ACTIVITIES_SQL)}
-    for row in graph_items(postgis, grid, ids=ids):
+    for row in graph_items(postgis, grid, ids=ids, partition=partition):
         links = {"IN_DATASET": [row["dataset_id"]], "LOCATED_IN": sorted(row["places"]),
                  "WAS_GENERATED_BY": [row["generated_by"]] if row["generated_by"] in activities else [],
                  "WAS_DERIVED_FROM": sorted(row["derived_from"])}

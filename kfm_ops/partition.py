@@ -63,6 +63,29 @@ class Partition:
         """The part of ``digests`` in this partition."""
         return {b: v for b, v in digests.items() if self.holds(b)}
 
+    def within(self, where: str, what: str = "partition") -> str:
+        """Where a comparison of this partition looked: ``where``, and its bucket range."""
+        if self.count == 1:
+            return where
+        return f"{where}, {what} {self.label} (buckets {self.first}-{self.end - 1})"
+
+    def search_query(self) -> dict[str, object] | None:
+        """An OpenSearch query for the documents in this partition (by their ``sync_bucket``), None for the whole."""
+        if self.count == 1:
+            return None
+        ranged: dict[str, object] = {"range": {"sync_bucket": {"gte": self.first, "lt": self.end}}}
+        if self.index != 0:
+            return ranged
+        return {"bool": {"should": [ranged, {"bool": {"must_not": {"exists": {"field": "sync_bucket"}}}}],
+                         "minimum_should_match": 1}}
+
+    def cypher(self, node: str = "i") -> str:
+        """A Cypher condition: the node is in this partition (by its ``sync_bucket``)."""
+        if self.count == 1:
+            return "true"
+        held = f"({node}.sync_bucket >= {self.first} AND {node}.sync_bucket < {self.end})"
+        return f"({held} OR {node}.sync_bucket IS NULL)" if self.index == 0 else held
+
     def where(self, id_column: str = "id") -> str:
         """A SQL condition: the row of ``id_column`` is in this partition (always true for the whole)."""
         if self.count == 1:

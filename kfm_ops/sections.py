@@ -169,6 +169,11 @@ class CheckSettings(BaseModel):
     min_hit_ratio_blocks: int = Field(1_000, ge=0)  # below this many block accesses in the window it is noise
     max_lock_wait_seconds: float = Field(5.0, gt=0)  # shorter lock waits are normal
     max_freshness_lag_seconds: float = Field(3600, gt=0)
+    # the content checks read at most about this many items per run: a larger catalog is read a slice per run,
+    # the slice the clock points at (one per content_slice_seconds: an hourly schedule reads it all every N runs);
+    # 0: the whole catalog every run (kfm_ops/content.py, scrub_slice)
+    content_max_records: int = Field(20_000, ge=0)
+    content_slice_seconds: float = Field(3600, gt=0)
     # a change whose transaction began up to this long before a sync's snapshot may have committed after it
     transaction_margin_seconds: float = Field(300, ge=0)
     max_redis_memory_ratio: float = Field(0.9, gt=0, le=1)

@@ -8,6 +8,7 @@ door for session-level setup code (as pytest-django's ``django_db_blocker``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,19 @@ def policy(request: pytest.FixtureRequest) -> PolicyStore:
     """The OPA policy gate: evaluates KFM policies, cannot change them."""
     store: PolicyStore = _read_store(request, "policy")
     return store
+
+
+@pytest.fixture(scope="session")
+def content_slice(kfm_partition: Partition, postgis: PostgisStore, kfm_settings: Settings) -> Partition:
+    """The buckets the content checks read this run: ``--kfm-partition``, else the scrub slice the clock points at
+    (the whole catalog up to KFM_CHECKS__CONTENT_MAX_RECORDS items)."""
+    from kfm_ops import content  # the store drivers load when a check first needs one
+
+    if kfm_partition.count > 1:
+        return kfm_partition
+    checks = kfm_settings.checks
+    return content.scrub_slice(postgis.item_estimate(), checks.content_max_records, checks.content_slice_seconds,
+                               time.time())
 
 
 @pytest.fixture

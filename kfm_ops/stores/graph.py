@@ -158,13 +158,15 @@ class GraphStore(Store[GraphSettings]):
         rows = self.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.content_hash AS h", ids=ids)
         return sorted((r["id"], r["h"] or "") for r in rows)
 
-    def item_records(self, *, ids: list[str] | None = None, batch: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
+    def item_records(self, *, ids: list[str] | None = None, batch: int = 2000,
+                     within: str = "true") -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, record) of the Item nodes, id-ordered, page by page: the node's properties and, per outgoing
         relationship type, the sorted ids it points at — what the content comparison reads (kfm_ops.content)."""
         after = ""
         while True:
-            rows = self.run(ITEM_RECORDS.format(where="i.id IN $ids AND i.id > $after" if ids is not None
-                                                else "i.id > $after"), after=after, n=batch, ids=ids or [])
+            rows = self.run(ITEM_RECORDS.format(where=("i.id IN $ids AND i.id > $after" if ids is not None
+                                                       else "i.id > $after") + f" AND {within}"),
+                            after=after, n=batch, ids=ids or [])
             for row in rows:
                 yield row["id"], {"properties": row["p"], **{t: sorted(v) for t, v in row["links"]}}
             if len(rows) < batch:

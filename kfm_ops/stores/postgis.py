@@ -302,6 +302,11 @@ class PostgisStore(Store[PostgisSettings]):
             self.conn.execute(pgsql.SQL("SET TRANSACTION SNAPSHOT {}").format(pgsql.Literal(snapshot_id)))
             yield
 
+    def item_estimate(self) -> int:
+        """About how many items the canonical store holds: the planner's estimate, counted when it has none."""
+        estimate = int(self.scalar("SELECT reltuples::bigint FROM pg_class WHERE oid = 'kfm.items'::regclass"))
+        return estimate if estimate >= 0 else int(self.scalar("SELECT count(*) FROM kfm.items"))
+
     def published_count(self) -> tuple[int, datetime | None]:
         """How many items are published, and the newest ``updated_at`` among them."""
         count, newest = self.one(f"SELECT count(*), max(updated_at) FROM {PUBLISHED_ITEMS}")

@@ -1,10 +1,14 @@
 """Derived records field by field: each compared with the record the derive code makes from the canonical store now.
 
 The content-hash comparisons (test_cross_store) are the fast path; a record edited in place keeps
-its copied hash. These read the records themselves (kfm_ops.content): every search document, every
-graph Item node with its relationships, every cache summary. They read each store in full, so they
-are not smoke. Differences from changes still pending (newer than the store's watermark, younger
-than the SLA) are reported, not failed, as in test_cross_store.
+its copied hash. These read the records themselves (kfm_ops.content): the search documents, the
+graph Item nodes with their relationships, every cache summary. Up to KFM_CHECKS__CONTENT_MAX_RECORDS
+items they read every record; a larger catalog is read one bucket range per run (a scrub slice,
+the next one every KFM_CHECKS__CONTENT_SLICE_SECONDS: an hourly schedule covers the whole catalog
+every N runs; CONTENT_MAX_RECORDS=0 reads it all every run, e.g. nightly), named in every failure.
+Not smoke.
+Differences from changes still pending (newer than the store's watermark, younger than the SLA)
+are reported, not failed, as in test_cross_store.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pytest
 from kfm_ops import content, derive
 from kfm_ops.compare import Diff
 from kfm_ops.consistency import GraphSide, SearchSide, derived_link_times, pending
+from kfm_ops.partition import Partition
 from kfm_ops.pytest_plugin.assertions import expect, fail_with, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.pytest_plugin.lag import PendingChanges, expect_in_sync
@@ -27,37 +32,43 @@ from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
 
+SLICE = "scrub slice"  # how a failure names the share of the catalog it read (KFM_CHECKS__CONTENT_MAX_RECORDS)
+
 
 @pytest.mark.risk("medium")
 @pytest.mark.covers("search:field:*")
 def test_search_documents_match_their_derivation(postgis: PostgisStore, search: SearchStore, sensitivity_grid: float,
-                                                 kfm_contract: ContractLoader, kfm_settings: Settings) -> None:
-    """Every search document equals, field by field, the document the reindex would write now."""
+                                                 kfm_contract: ContractLoader, kfm_settings: Settings,
+                                                 content_slice: Partition) -> None:
+    """Every search document (of this run's scrub slice) equals, field by field, the one the reindex would write."""
     alias = kfm_contract("search")["alias"]
     found: list[content.ContentDiff] = []
 
     def compared(on_diff: Callable[[str, str], None]) -> Diff:
-        found.append(content.search(postgis, search, alias, sensitivity_grid, first_n=first_n(), on_diff=on_diff))
+        found.append(content.search(postgis, search, alias, sensitivity_grid, first_n=first_n(), on_diff=on_diff,
+                                    partition=content_slice))
         return found[-1].diff
 
     expect_in_sync("search", compared, postgis, SearchSide(search, alias), kfm_settings,
-                   search.where(f"alias {alias} (documents)"), "kfm-maint reindex --targets search",
+                   content_slice.within(search.where(f"alias {alias} (documents)"), SLICE),
+                   "kfm-maint reindex --targets search",
                    metric="content_records", details=lambda: found[-1].stale_lines())
 
 
 @pytest.mark.risk("medium")
 @pytest.mark.covers("graph:label:Item", "graph:property:Item.*", "graph:relationship:Item-*")
 def test_graph_items_match_their_derivation(postgis: PostgisStore, graph: GraphStore, sensitivity_grid: float,
-                                            kfm_settings: Settings) -> None:
-    """Every Item node equals, properties and relationships, the node the graph sync would leave now."""
+                                            kfm_settings: Settings, content_slice: Partition) -> None:
+    """Every Item node (of this run's scrub slice) equals, properties and relationships, the one the sync leaves."""
     found: list[content.ContentDiff] = []
 
     def compared(on_diff: Callable[[str, str], None]) -> Diff:
-        found.append(content.graph(postgis, graph, sensitivity_grid, first_n=first_n(), on_diff=on_diff))
+        found.append(content.graph(postgis, graph, sensitivity_grid, first_n=first_n(), on_diff=on_diff,
+                                   partition=content_slice))
         return found[-1].diff
 
     expect_in_sync("graph", compared, postgis, GraphSide(graph), kfm_settings,
-                   graph.where("label Item (properties and relationships)"),
+                   content_slice.within(graph.where("label Item (properties and relationships)"), SLICE),
                    "kfm-maint sync --targets graph (a broken graph: kfm-maint reindex --targets graph --prune)",
                    metric="content_records", details=lambda: found[-1].stale_lines(),
                    related=lambda ids: derived_link_times(postgis, graph, ids))

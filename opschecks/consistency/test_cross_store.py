@@ -38,13 +38,6 @@ SYNC_HINTS = {"search": "kfm-maint sync --targets search", "graph": "kfm-maint s
               "cache": "kfm-maint sync --targets cache"}
 
 
-def _within(where: str, partition: Partition) -> str:
-    """Where a partitioned comparison looked: the store, and its bucket range."""
-    if partition.count == 1:
-        return where
-    return f"{where}, partition {partition.label} (buckets {partition.first}-{partition.end - 1})"
-
-
 @pytest.mark.risk("medium")
 @pytest.mark.covers("search:alias", "search:field:sync_*", "search:field:content_hash")
 def test_search_matches_canonical(postgis: PostgisStore, canonical: PostgisStore, search: SearchStore,
@@ -55,7 +48,7 @@ def test_search_matches_canonical(postgis: PostgisStore, canonical: PostgisStore
     side = SearchSide(search, alias)
     expect_in_sync("search", lambda on_diff: bucket_compare(canonical, side, store="search", first_n=first_n(),
                                                             on_diff=on_diff, partition=kfm_partition),
-                   postgis, side, kfm_settings, _within(search.where(f"alias {alias}"), kfm_partition),
+                   postgis, side, kfm_settings, kfm_partition.within(search.where(f"alias {alias}")),
                    "kfm-maint sync --targets search (a broken index: kfm-maint reindex --targets search)")
 
 
@@ -67,7 +60,7 @@ def test_graph_matches_canonical(postgis: PostgisStore, canonical: PostgisStore,
     side = GraphSide(graph)
     expect_in_sync("graph", lambda on_diff: bucket_compare(canonical, side, store="graph", first_n=first_n(),
                                                            on_diff=on_diff, partition=kfm_partition),
-                   postgis, side, kfm_settings, _within(graph.where("label Item"), kfm_partition),
+                   postgis, side, kfm_settings, kfm_partition.within(graph.where("label Item")),
                    "kfm-maint sync --targets graph")
 
 

@@ -6,10 +6,13 @@ must name the record and the field.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from kfm_ops import buckets
+from kfm_ops.content import scrub_slice
 from kfm_ops.stores.postgis import PUBLISHED_ITEMS
 from tests.plugins.faults import injected
 from tests.proving import assert_fails, assert_passes
@@ -55,6 +58,34 @@ def test_search_documents_edited_in_place(search_writer: Any, owner_pg: Any) -> 
         assert_passes(CROSS + "test_search_matches_canonical")
         assert_fails(CONTENT + "test_search_documents_match_their_derivation", "2 stale", f"{titled} (title)",
                      f"{relabelled} (sensitivity)")
+
+
+@pytest.mark.proves(CONTENT + "test_search_documents_match_their_derivation")
+def test_scrub_slice_reads_its_share_and_says_so(search_writer: Any, owner_pg: Any) -> None:
+    """A catalog over KFM_CHECKS__CONTENT_MAX_RECORDS is read one slice per run: a title edited inside this run's
+    slice fails, naming the slice; one edited outside it is left to the run whose slice holds it."""
+    env = {"KFM_CHECKS__CONTENT_MAX_RECORDS": "500", "KFM_CHECKS__CONTENT_SLICE_SECONDS": "1000000000"}
+    mine = scrub_slice(owner_pg.item_estimate(), 500, 1e9, time.time())
+    assert mine.count > 1, "the sample catalog holds more than 500 items"
+    ids = [r[0] for r in owner_pg.rows(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT 400")]
+    inside = next(i for i in ids if mine.holds(buckets.fields(i, "")[0]))
+    outside = next(i for i in ids if not mine.holds(buckets.fields(i, "")[0]))
+    index = _live(search_writer)
+    saved = {i: search_writer.get(index=index, id=i)["_source"] for i in (inside, outside)}
+
+    def edit() -> None:
+        for i in saved:
+            search_writer.update(index=index, id=i, body={"doc": {"title": "edited in place"}})
+        search_writer.indices.refresh(index=index)
+
+    def restore() -> None:
+        for i, doc in saved.items():
+            search_writer.index(index=index, id=i, body=doc)
+        search_writer.indices.refresh(index=index)
+
+    with injected(edit, restore):
+        assert_fails(CONTENT + "test_search_documents_match_their_derivation", "1 stale", f"{inside} (title)",
+                     f"scrub slice {mine.label}", env=env)
 
 
 @pytest.mark.proves(CONTENT + "test_graph_items_match_their_derivation")

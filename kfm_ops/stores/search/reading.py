@@ -194,8 +194,8 @@ def dataset_ids(client: OpenSearch, index: str, ids: list[str]) -> dict[str, str
     return found
 
 
-def search_sources(client: OpenSearch, index: str, *, batch: int = 2000,
-                   keep_alive: str = "2m") -> Iterator[tuple[str, dict[str, Any]]]:
+def search_sources(client: OpenSearch, index: str, *, batch: int = 2000, keep_alive: str = "2m",
+                   query: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, _source) of every document of ``index``, id-ordered (point in time + search_after): the records
     themselves, for the content comparison (kfm_ops.content)."""
     pit = client.create_pit(index=index, params={"keep_alive": keep_alive})["pit_id"]
@@ -203,7 +203,7 @@ def search_sources(client: OpenSearch, index: str, *, batch: int = 2000,
     try:
         while True:
             body: dict[str, Any] = {"size": batch, "sort": ID_ORDER, "pit": {"id": pit, "keep_alive": keep_alive},
-                                    "track_total_hits": False}
+                                    "track_total_hits": False, **({"query": query} if query else {})}
             if after is not None:
                 body["search_after"] = after
             hits = client.search(body=body, params={"filter_path": "hits.hits._id,hits.hits._source,hits.hits.sort"}
