@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import toxiproxy
-from tests.helpers import ROOT, run_checks
+from tests.helpers import ROOT, kfm_maint, run_checks
 from tests.plugins.live import CONSISTENCY, RETIRED, failures, maint_ok
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
@@ -60,6 +60,9 @@ def test_sync_follows_its_change_slots(pipeline: Any, slots: dict[str, str], own
     for store in STORES:
         assert _canonical_rows_held(owner_pg, store) >= written.total
     published = owner_pg.scalar("SELECT count(*) FROM kfm_ops.published_items")
+    planned = kfm_maint("sync", "--targets", "search,graph", "--dry-run", env=slots)  # read-only: the plan only
+    assert planned.returncode == 0 and f"what its change slot {PREFIX}_search holds" in planned.stdout, planned
+    assert _canonical_rows_held(owner_pg, "search") >= written.total  # a dry run consumes nothing
     counts = maint_ok("sync", "--targets", "search,graph,cache", env=slots)["counts"]
     for store in STORES:
         c = counts[store]

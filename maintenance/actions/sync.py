@@ -57,15 +57,16 @@ class Sync:
         self.partitions = partitions
         self.partition_wait = partition_wait
 
-    def _slots(self, hub: ServiceHub) -> dict[str, ChangeSlot]:
+    def _slots(self, hub: ServiceHub, *, write: bool) -> dict[str, ChangeSlot]:
+        """The change slots of the targets (read through the read role for a plan: a dry run has no other)."""
         prefix = hub.settings.postgis.change_slot if hub.settings.postgis else None
         if not prefix or self.partitions > 1:  # partitions split the catalog-sized work: the digests' path
             return {}
-        control = hub.postgis(write=True)
+        control = hub.postgis(write=write)
         return {t: ChangeSlot(control, changes.slot_name(prefix, t)) for t in ("search", "graph") if t in self.targets}
 
     def plan(self, hub: ServiceHub) -> Plan[SyncPlan]:
-        slots = {t: slot.state() for t, slot in self._slots(hub).items()}
+        slots = {t: slot.state() for t, slot in self._slots(hub, write=False).items()}
         by_digests = [t for t in ("search", "graph") if t in self.targets and not (t in slots and slots[t].trusted)]
         canonical = hub.canonical().bucket_digests() if by_digests else None
         differing: dict[str, int] = {}
@@ -114,7 +115,7 @@ class Sync:
         reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         control = hub.postgis(write=True)
         watermarks: dict[str, Any] = {}
-        slots = self._slots(hub)
+        slots = self._slots(hub, write=True)
         trusted = {t for t, slot in slots.items() if slot.state().trusted}  # again: the plan may be old
         for t in slots.keys() - trusted:  # before the snapshot: the digests then make its baseline
             slots[t].create(t)
