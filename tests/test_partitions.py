@@ -336,3 +336,38 @@ def test_partitioned_checks_each_name_the_differences_of_their_buckets(owner_pg:
             others = [i for i in ids if i not in mine[part.label]]
             assert not [i for i in others if i in message], f"{part.label} named another partition's ids"
 
+
+
+def test_a_partitioned_graph_reindex_rewrites_each_share_and_links_across_partitions(owner_pg: Any,
+                                                                                    graph_writer: Any) -> None:
+    """A graph missing an item of each partition (one of them the source of an item in the other partition), and
+    carrying an orphan: `reindex --targets graph --partitions 2 --prune` with two workers writes each partition's
+    items, deletes the orphan in the partition that holds it, and links the derived items once every item exists
+    — the link into the other partition included. Every graph check passes afterwards."""
+    links = owner_pg.rows(f"SELECT l.subject, l.object FROM kfm.prov_links l JOIN {PUBLISHED_ITEMS} s ON "
+                          f"s.id = l.subject JOIN {PUBLISHED_ITEMS} o ON o.id = l.object "
+                          "WHERE l.relation = 'wasDerivedFrom' ORDER BY 1, 2")
+    derived, source = next(r for r in links if _part(r[0]) != _part(r[1]))
+    other = next(r[0] for r in links if _part(r[0]) == _part(derived) and r[0] != derived)
+    lost = [source, other]  # one item in each partition: both gone, with their relationships
+    assert {_part(i) for i in lost} == {0, 1}
+    graph_writer.run("UNWIND $ids AS id MATCH (i:Item {id: id}) DETACH DELETE i", ids=lost)
+    graph_writer.run("CREATE (:Item {id: 'kfm-proof-orphan', content_hash: 'x'})")  # no bucket: partition 0's
+    assert source not in _links(graph_writer, derived)
+    coordinator = _start("reindex", "--targets", "graph", "--partitions", "2", "--prune", "--partition-wait", "300")
+    run_id = _coordinated(owner_pg, "sync-graph", coordinator)
+    workers = [_start("reindex", "--targets", "graph", "--partition", f"{i}/2", "--prune") for i in range(2)]
+    done = [_result(w) for w in workers]
+    result = _result(coordinator)
+    assert [w["exit"] for w in done] == [0, 0] and result["exit"] == 0, (done, result)
+    parts = _parts(owner_pg, run_id)
+    assert [p["outcome"] for p in parts] == ["succeeded", "succeeded"], parts
+    published = owner_pg.scalar(f"SELECT count(*) FROM {PUBLISHED_ITEMS}")
+    assert sum(p["counts"]["items_seen"] for p in parts) == result["counts"]["items_seen"] == published
+    assert [p["counts"]["orphans_deleted"] for p in parts] == [1, 0], parts
+    assert result["counts"]["items_changed"] >= 2 and result["counts"]["orphans_left"] == 0, result["counts"]
+    assert source in _links(graph_writer, derived)  # linked by the coordinator once both partitions were written
+    results = run_checks(CON + "test_graph_matches_canonical",
+                         "opschecks/consistency/test_content.py::test_graph_items_match_their_derivation")
+    failed = {k: r.message[:400] for k, r in results.items() if r.outcome != "passed"}
+    assert len(results) == 2 and not failed, failed

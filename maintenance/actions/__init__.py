@@ -28,6 +28,7 @@ REGISTRY: dict[str, str] = {
     "user-create": "maintenance.actions.users:UserCreate",
     "sync": "maintenance.actions.sync:Sync",
     "reindex-search-partition": "maintenance.actions.partitions:ReindexSearchPartition",
+    "reindex-graph-partition": "maintenance.actions.partitions:ReindexGraphPartition",
     "sync-partition": "maintenance.actions.partitions:SyncPartition",
     "identity-stamp": "maintenance.actions.identity:IdentityStamp",
     "identity-environment": "maintenance.actions.identity:IdentityEnvironment",
@@ -117,7 +118,7 @@ def _reindex_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=count(10, 50_000), default=None,
                    help="documents per bulk request (default 5000, at most 10 MiB) / "
                         "items per graph transaction (default 2000)")
-    _partition_arguments(p, "kfm-maint reindex --targets search")
+    _partition_arguments(p, "kfm-maint reindex --targets search|graph")
 
 
 def _partitioned(args: argparse.Namespace, command: str, allowed: tuple[str, ...]) -> bool:
@@ -139,7 +140,17 @@ def _reindex(args: argparse.Namespace) -> Action[Any]:
     from maintenance.actions.composite import Composite
 
     sized = {} if args.batch_size is None else {"batch_size": args.batch_size}  # else each action's default
-    if _partitioned(args, "reindex", ("search",)):
+    if _partitioned(args, "reindex", ("search", "graph")):
+        if len(args.targets) > 1:
+            raise UsageError("reindex --partition(s) works on one target per run, not "
+                             f"{','.join(args.targets)}", hint="run the search and the graph reindex one after the "
+                             "other, each with its own workers")
+        if args.targets == ["graph"]:
+            if args.partition is not None:
+                return action_class("reindex-graph-partition")(  # type: ignore[no-any-return]
+                    partition=args.partition, prune=args.prune, wait=args.partition_wait, **sized)
+            return action_class("sync-graph")(  # type: ignore[no-any-return]
+                prune=args.prune, partitions=args.partitions, partition_wait=args.partition_wait, **sized)
         if args.partition is not None:
             return action_class("reindex-search-partition")(  # type: ignore[no-any-return]
                 partition=args.partition, wait=args.partition_wait, **sized)

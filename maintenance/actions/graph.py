@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfm_ops import contracts, converge, derive
-from kfm_ops.consistency import graph_matches
+from kfm_ops.consistency import GraphSide, bucket_compare, graph_matches
+from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
 from kfm_ops.pipeline import chunks, run_bounded
 from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
 from maintenance.action import Plan, RunContext
+from maintenance.actions.partitions import PARTITION_WAIT
+from maintenance.partitioned import Coordinator
 
 
 @dataclass
@@ -38,9 +41,12 @@ class SyncGraph:
     verify_markers = "graph"
     bootstraps_schema = False
 
-    def __init__(self, *, prune: bool = False, batch_size: int = 2000) -> None:
+    def __init__(self, *, prune: bool = False, batch_size: int = 2000, partitions: int = 1,
+                 partition_wait: float = PARTITION_WAIT) -> None:
         self.prune = prune
         self.batch = batch_size
+        self.partitions = partitions
+        self.partition_wait = partition_wait
 
     def plan(self, hub: ServiceHub) -> Plan[GraphPlan]:
         reader, graph = hub.canonical(), hub.graph()  # the full comparison: a replica's work when there is one
@@ -57,12 +63,20 @@ class SyncGraph:
                       "prune": self.prune},
             rollback="the graph is derived: re-run after restoring the canonical store, or restore a graph backup",
             steps=["create missing contract constraints", "upsert datasets, activities, places",
-                   "upsert changed items and their relationships in batches",
-                   "link derived items (WAS_DERIVED_FROM) once every item exists",
-                   "delete orphaned items" if self.prune else "count orphaned items (no --prune)",
+                   *(["upsert changed items and their relationships in batches",
+                      "link derived items (WAS_DERIVED_FROM) once every item exists",
+                      "delete orphaned items" if self.prune else "count orphaned items (no --prune)"]
+                     if self.partitions == 1 else
+                     [f"export one canonical snapshot; wait (at most {self.partition_wait:g}s) for its "
+                      f"{self.partitions} partitions: kfm-maint reindex --targets graph --partition i/"
+                      f"{self.partitions}{' --prune' if self.prune else ''}, i = 0..{self.partitions - 1} (each: "
+                      "its items" + (", its orphans)" if self.prune else ")"),
+                      "link derived items (WAS_DERIVED_FROM) once every item exists",
+                      "compare the whole graph with the snapshot" + (", prune reference nodes" if self.prune
+                                                                      else "")]),
                    "record the sync watermark"],
             details=GraphPlan(diff.orphaned_ids),
-            nothing_to_do=diff.clean and newest is not None,
+            nothing_to_do=diff.clean and newest is not None and self.partitions == 1,  # workers wait for it
         )
 
     def apply(self, hub: ServiceHub, plan: Plan[GraphPlan], run: RunContext) -> dict[str, Any]:
@@ -70,7 +84,7 @@ class SyncGraph:
         reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         grid = derive.grid_degrees(hub.policy(), hub.settings.contracts_dir)
         with reader.snapshot() as instant:  # one view of the canonical store; its instant is the watermark
-            counts = self._sync(hub, graph, reader, grid, run)
+            counts = (self._sync if self.partitions == 1 else self._coordinate)(hub, graph, reader, grid, run)
         hub.postgis(write=True).record_watermark("graph", instant, run.run_id)
         return counts
 
@@ -106,6 +120,30 @@ class SyncGraph:
             orphans_left, orphans_deleted = max(0, graph.count("Item") - seen), 0
         return {"constraints_created": constraints, "items_seen": seen, "items_changed": changed,
                 "derived_links_created": derived, "orphans_left": orphans_left, "orphans_deleted": orphans_deleted}
+
+    def _coordinate(self, hub: ServiceHub, graph: GraphStore, reader: PostgisStore, grid: float,
+                    run: RunContext) -> dict[str, Any]:
+        """Inside the open snapshot: the shared nodes once, the partitions handed out and waited for (each upserts
+        its items and their links, and with --prune deletes its orphans), then the whole graph compared."""
+        constraints = graph.ensure_schema(contracts.load("graph", hub.settings.contracts_dir))
+        converge.merge_nodes(reader, graph, prune=False)
+        coordinator = Coordinator(hub.postgis(write=True), self.name, run.run_id, self.partitions)
+        coordinator.open(reader.export_snapshot(), {"grid": grid, "prune": self.prune})
+        rows = coordinator.wait(self.partition_wait, checkpoint=run.checkpoint, keepalive=reader.ping,
+                                progress=lambda done: run.progress("partitions", done, self.partitions))
+        done = [r["counts"] for r in rows]
+        derived = run_bounded(chunks(reader.stream_dicts(derive.DERIVED_SQL), self.batch), graph.link_derived,
+                              in_flight=1, name="kfm-graph", on_done=lambda _done: run.checkpoint())
+        if self.prune:
+            converge.merge_nodes(reader, graph, prune=True)
+        diff = bucket_compare(reader, GraphSide(graph), store="graph label Item")
+        if diff.missing or diff.stale or (self.prune and diff.orphaned):
+            raise ActionFailed(self.name, "verify", diff.summary(),
+                               hint="the graph still differs from the snapshot its partitions wrote; re-run")
+        return {"constraints_created": constraints, "partitions": self.partitions,
+                **{k: sum(int(d.get(k, 0)) for d in done) for k in ("items_seen", "items_changed", "orphans_deleted")},
+                "derived_links_created": derived,
+                "orphans_left": 0 if self.prune else diff.orphaned}
 
     def _prune(self, graph: GraphStore, reader: PostgisStore) -> int:
         """Delete the Items and reference nodes the canonical store no longer derives; return the Items deleted."""

@@ -1,4 +1,4 @@
-"""The workers of partitioned runs: ``kfm-maint reindex --targets search --partition i/N`` and
+"""The workers of partitioned runs: ``kfm-maint reindex --targets search|graph --partition i/N`` and
 ``kfm-maint sync --targets … --partition i/N`` (the coordinators are ``reindex``/``sync --partitions N``).
 
 Each worker is a run of its own (a lock on its partition, its ledger row) that takes its partition of
@@ -8,17 +8,19 @@ buckets of its partition only; the coordinator verifies the whole and records wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kfm_ops import converge
-from kfm_ops.derive import search_documents
+from kfm_ops.consistency import GraphSide
+from kfm_ops.derive import graph_items, search_documents
 from kfm_ops.digest import Digest
 from kfm_ops.errors import ActionFailed, KfmError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.partition import Partition
+from kfm_ops.pipeline import chunks, run_bounded
 from kfm_ops.stores.search.bulk import BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from maintenance.action import Plan, RunContext
 from maintenance.partitioned import Claim, claim, coordinator_alive, finish
@@ -174,5 +176,69 @@ class SyncPartition:
                                                      action=self.name, checkpoint=checkpoint, since=since,
                                                      snapshot=snapshot).as_dict()
             return counts
+
+        return _worked(hub, claimed, part, work)
+
+
+class ReindexGraphPartition:
+    """Partition ``i/N`` of a partitioned graph reindex: its items (and, with ``prune``, its orphaned Items) written
+    from the coordinator's snapshot. The derived-from links are the coordinator's, once every item exists (a link
+    may point into another partition)."""
+
+    name = "reindex-graph-partition"
+    derived = ("graph",)
+    verify_markers = ""  # the coordinator compares the whole graph
+    bootstraps_schema = False
+
+    def __init__(self, *, partition: Partition, prune: bool = False, wait: float = PARTITION_WAIT,
+                 batch_size: int = 2000) -> None:
+        self.partition = partition
+        self.prune = prune
+        self.wait = wait
+        self.batch = batch_size
+        self.stores = (f"graph#{partition.label}",)
+
+    def plan(self, hub: ServiceHub) -> Plan[PartitionPlan]:
+        return _plan("sync-graph", self.partition, "upsert the waiting graph reindex's items",
+                     ["upsert the partition's items and their relationships in batches",
+                      *(["delete the partition's orphaned items"] if self.prune else [])],
+                     [f"graph {hub.graph().address}: the Items of the partition's buckets"])
+
+    def apply(self, hub: ServiceHub, plan: Plan[PartitionPlan], run: RunContext) -> dict[str, Any]:
+        part = self.partition
+        claimed = claim(hub.postgis(write=True), "sync-graph", part, run.run_id, wait=self.wait,
+                        checkpoint=run.checkpoint)
+        if claimed is None:
+            return {"partition": part.label, "unchanged": True}
+
+        def work() -> dict[str, Any]:
+            if bool(claimed.target.get("prune")) != self.prune:
+                theirs = "prunes" if claimed.target.get("prune") else "does not prune"
+                raise ActionFailed(self.name, "partition", f"the coordinator {theirs}, this worker was "
+                                   f"{'' if self.prune else 'not '}given --prune",
+                                   hint="give every worker the coordinator's --prune")
+            reader, graph, grid = hub.canonical(), hub.graph(write=True), float(claimed.target["grid"])
+            checkpoint = _watched(hub, claimed, self.name, run)
+            seen = 0
+
+            def counted(batches: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+                nonlocal seen
+                for batch in batches:
+                    seen += len(batch)
+                    run.progress("graph items", seen, None)
+                    checkpoint()
+                    yield batch
+
+            with reader.joined(claimed.snapshot):
+                changed = run_bounded(counted(chunks(graph_items(reader, grid, partition=part), self.batch)),
+                                      graph.upsert_items, in_flight=2, name="kfm-graph")
+                deleted = 0
+                if self.prune:
+                    orphans = converge.Scope(converge.Snapshot(reader, part)).differences(
+                        GraphSide(graph), "graph label Item")[1]
+                    for batch in chunks(orphans, self.batch):
+                        graph.delete_items(batch)
+                        deleted += len(batch)
+            return {"items_seen": seen, "items_changed": changed, "orphans_deleted": deleted}
 
         return _worked(hub, claimed, part, work)

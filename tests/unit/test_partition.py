@@ -71,8 +71,8 @@ def test_bad_partition_arguments_are_usage_errors(argv: list[str], says: str) ->
 
 
 @pytest.mark.parametrize(("argv", "says"), [
-    (["reindex", "--targets", "graph", "--partition", "0/2"], "works on --targets search only, not graph"),
-    (["reindex", "--targets", "search,graph", "--partitions", "2"], "not search,graph"),
+    (["reindex", "--targets", "search,graph", "--partitions", "2"], "one target per run, not search,graph"),
+    (["reindex", "--targets", "search,graph", "--partition", "0/2"], "one target per run, not search,graph"),
     (["sync", "--targets", "cache", "--partitions", "2"], "needs --targets search and/or graph"),
     (["sync", "--targets", "graph,cache", "--partition", "1/2"], "works on --targets search,graph only"),
 ])
@@ -114,3 +114,17 @@ def test_a_bad_check_partition_is_a_usage_error_naming_it(value: str, says: str)
     assert proc.returncode == 4, output
     assert f"--kfm-partition {value!r}" in output and says in output, output
     assert "Traceback" not in output, output
+
+
+def test_a_graph_reindex_partitions_into_a_coordinator_and_its_workers() -> None:
+    from maintenance.actions import COMMANDS
+    from maintenance.cli import build_parser
+
+    command = next(c for c in COMMANDS if c.words == ("reindex",))
+    coordinator = command.build(build_parser().parse_args(["reindex", "--targets", "graph", "--partitions", "3",
+                                                            "--prune"]))
+    worker = command.build(build_parser().parse_args(["reindex", "--targets", "graph", "--partition", "2/3",
+                                                       "--prune"]))
+    assert (coordinator.name, coordinator.partitions, coordinator.prune) == ("sync-graph", 3, True)
+    assert (worker.name, worker.partition, worker.prune) == ("reindex-graph-partition", Partition(2, 3), True)
+    assert worker.stores == ("graph#2/3",)  # one worker per partition at a time
