@@ -303,9 +303,11 @@ class PostgisStore(Store[PostgisSettings]):
             yield
 
     def item_estimate(self) -> int:
-        """About how many items the canonical store holds: the planner's estimate, counted when it has none."""
-        estimate = int(self.scalar("SELECT reltuples::bigint FROM pg_class WHERE oid = 'kfm.items'::regclass"))
-        return estimate if estimate >= 0 else int(self.scalar("SELECT count(*) FROM kfm.items"))
+        """About how many items the canonical store holds, without counting them: the larger of the planner's
+        estimate (as of the last ANALYZE) and the live rows the statistics count (they follow every insert)."""
+        return int(self.scalar(
+            "SELECT greatest(c.reltuples, coalesce(s.n_live_tup, 0), 0)::bigint FROM pg_class c "
+            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = 'kfm.items'::regclass"))
 
     def published_count(self) -> tuple[int, datetime | None]:
         """How many items are published, and the newest ``updated_at`` among them."""
