@@ -243,6 +243,11 @@ def test_postgis_roles(running_stack: dict[str, dict], cfg: dict[str, str]) -> N
         grants = _psql(cfg, reader, reader_pw, "select pg_has_role('pg_read_all_stats', 'USAGE'), "
                                                "pg_has_role('pg_monitor', 'MEMBER')")
         assert grants.stdout.strip() == "t|f"
+        # the change slots' needs: logical WAL, and REPLICATION for the actions' role only
+        level = _psql(cfg, reader, reader_pw, "select current_setting('wal_level'), "
+                      f"(select rolreplication from pg_roles where rolname = '{owner}'), "
+                      f"(select rolreplication from pg_roles where rolname = '{reader}')")
+        assert level.stdout.strip() == "logical|t|f", level.stdout
     finally:
         _psql(cfg, owner, owner_pw, f"drop table if exists {table}")
     su = _psql(cfg, "postgres", owner_pw, "select 1")
