@@ -203,6 +203,13 @@ class SlotState:
         return f"change slot {self.name} has no baseline yet"
 
 
+def told(reader: PostgisStore, control: PostgisStore, slot: ChangeSlot) -> Changes:
+    """Inside ``reader``'s open snapshot: what ``slot`` holds up to the WAL position read now (after the snapshot
+    opened, so every transaction it sees committed before that position), split by what the snapshot sees."""
+    visibility = Visibility.parse(str(reader.scalar("SELECT pg_current_snapshot()::text")))
+    return slot.read(str(control.scalar("SELECT pg_current_wal_insert_lsn()::text")), visibility)
+
+
 class ChangeSlot:
     """One derived store's slot, read and advanced through the actions' session (``control``)."""
 

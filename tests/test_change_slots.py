@@ -103,3 +103,21 @@ def test_a_killed_slot_sync_keeps_its_changes(pipeline: Any, slots: dict[str, st
     assert counts["search"]["found_by"] == "change slot", counts
     results = run_checks(CONSISTENCY, env=slots)
     assert not failures(results), failures(results)
+
+
+def test_a_reindex_converges_its_rounds_by_the_search_slot(pipeline: Any, slots: dict[str, str],
+                                                          owner_pg: Any) -> None:
+    """With a trusted search slot the reindex's convergence rounds (before and after the swap) follow the ids it
+    names instead of the bucket digests; the slot ends past what the live index holds, and one sync by the slots
+    after the pipeline stops leaves every consistency check green."""
+    maint_ok("sync", "--targets", "search,graph", env=slots)  # the slots and their baseline
+    writes = pipeline(rate=40, seconds=600)
+    time.sleep(1)
+    rebuilt = maint_ok("reindex", "--targets", "search", "--force", env=slots)["counts"]
+    written = writes.stop()
+    assert rebuilt["rounds_found_by"] == "change slot" and rebuilt["rounds"], rebuilt
+    assert written.total > 20 and not written.errors, written
+    synced = maint_ok("sync", "--targets", "search,graph,cache", env=slots)["counts"]
+    assert synced["search"]["found_by"] == "change slot", synced
+    results = run_checks(CONSISTENCY, env=slots)
+    assert not failures(results), failures(results)

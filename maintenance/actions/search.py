@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kfm_ops import contracts, converge, log
-from kfm_ops.consistency import search_matches
+from kfm_ops import changes, contracts, converge, log
+from kfm_ops.changes import Changes, ChangeSlot
+from kfm_ops.consistency import SearchSide, search_matches
 from kfm_ops.derive import grid_degrees, search_documents
 from kfm_ops.digest import Digest
 from kfm_ops.errors import ActionFailed, Interrupted, KfmError, ServiceError
@@ -29,6 +30,7 @@ from kfm_ops.stores.search.indices import discard, mark, point_alias, prune, sea
 from kfm_ops.stores.search.nodes import Shard, data_nodes, explain, set_replicas, topology, wait_green
 from maintenance.action import Plan, RunContext
 from maintenance.actions.partitions import PARTITION_WAIT
+from maintenance.actions.sync import change_slot
 from maintenance.partitioned import Coordinator
 
 # After the build, rounds bring the new index to newer snapshots (then the swap, and one round more
@@ -166,7 +168,9 @@ class ReindexSearch:
                                        hint="the new index differs from the snapshot it was built from; the live "
                                        "alias was not touched")
             step = "converge"
-            rounds, instant = self._converge(reader, search, new, grid, loader, run, instant)
+            slot = change_slot(hub, "search", write=True)
+            slot = slot if slot is not None and slot.state().trusted else None  # else: the digests find them
+            rounds, instant = self._converge(reader, search, new, grid, loader, run, instant, slot)
             step = "replicas"
             self._replicate(search, new, d.replicas, run)
             mark(client, new, "verified", run.run_id)
@@ -192,10 +196,13 @@ class ReindexSearch:
         run.progress("search documents", loaded, total)
         # once more right after the swap: what was committed while the alias moved reaches the live index now
         with reader.snapshot() as instant:
-            after = converge.search(reader, search, new, grid, loader, action=self.name, checkpoint=run.checkpoint)
+            after, told = self._round(reader, search, new, grid, loader, run, slot)
+        if slot is not None and told is not None:  # the live index now holds what the slot named: it moves on
+            slot.advance(told.advance_to)
         hub.postgis(write=True).record_watermark("search", instant, run.run_id)
         pruned = prune(client, search_state(client, contract), self.keep)
         return {"index": new, "documents_loaded": loaded, "verified": diff.compared, "rounds": rounds,
+                "rounds_found_by": "change slot" if slot is not None else "digests",
                 "converged_after_swap": after.changes, "previous": ",".join(d.live) or None, "pruned": len(pruned)}
 
     def _coordinate(self, hub: ServiceHub, reader: PostgisStore, index: str, grid: float, run: RunContext,
@@ -222,8 +229,18 @@ class ReindexSearch:
                                "missing nodes back (or give the environment fewer replicas in search.json), "
                                "then re-run")
 
+    def _round(self, reader: PostgisStore, search: SearchStore, index: str, grid: float, loader: BulkLoader,
+               run: RunContext, slot: ChangeSlot | None) -> tuple[converge.Converged, Changes | None]:
+        """One convergence of ``index`` with the reader's open snapshot: the ids the search store's change slot
+        names when it is trusted (what changed since the live index's last sync: a superset of what changed since
+        this build's snapshot, the rest compares equal and is not written), else the bucket digests."""
+        told = changes.told(reader, slot.control, slot) if slot is not None else None
+        ids = told.follow(reader, SearchSide(search, index).datasets_present) if told is not None else None
+        return converge.search(reader, search, index, grid, loader, action=self.name, checkpoint=run.checkpoint,
+                               ids=ids), told
+
     def _converge(self, reader: PostgisStore, search: SearchStore, index: str, grid: float, loader: BulkLoader,
-                  run: RunContext, built_at: datetime) -> tuple[list[int], datetime]:
+                  run: RunContext, built_at: datetime, slot: ChangeSlot | None) -> tuple[list[int], datetime]:
         """Bring the new index to newer snapshots until what changed meanwhile is little; fail when the
         canonical store changes faster than the rounds catch up (naming both rates)."""
         rounds: list[int] = []
@@ -232,8 +249,7 @@ class ReindexSearch:
         for _ in range(MAX_ROUNDS):
             started = time.monotonic()
             with reader.snapshot() as instant:
-                done = converge.search(reader, search, index, grid, loader, action=self.name,
-                                       checkpoint=run.checkpoint)
+                done = self._round(reader, search, index, grid, loader, run, slot)[0]
             rounds.append(done.changes)
             writing_s = max(time.monotonic() - started - done.finding_s, 0.001)
             written = done.changes / max((instant - previous).total_seconds(), 0.001)

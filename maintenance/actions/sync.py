@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kfm_ops import buckets, changes, contracts, converge, derive, log
-from kfm_ops.changes import ChangeSlot, SlotState, Visibility
+from kfm_ops.changes import ChangeSlot, SlotState
 from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare
 from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
@@ -34,6 +34,13 @@ from maintenance.partitioned import Coordinator
 # Changes whose transaction began before the last sync's snapshot but committed after it carry an
 # updated_at just before the watermark: the graph's re-linking looks back this far.
 TRANSACTION_MARGIN = timedelta(minutes=5)
+
+
+def change_slot(hub: ServiceHub, store: str, *, write: bool) -> ChangeSlot | None:
+    """``store``'s change slot when KFM_POSTGIS__CHANGE_SLOT names a prefix (through the write role, or the read
+    role for what a plan reads)."""
+    prefix = hub.settings.postgis.change_slot if hub.settings.postgis else None
+    return ChangeSlot(hub.postgis(write=write), changes.slot_name(prefix, store)) if prefix else None
 
 
 @dataclass
@@ -59,11 +66,10 @@ class Sync:
 
     def _slots(self, hub: ServiceHub, *, write: bool) -> dict[str, ChangeSlot]:
         """The change slots of the targets (read through the read role for a plan: a dry run has no other)."""
-        prefix = hub.settings.postgis.change_slot if hub.settings.postgis else None
-        if not prefix or self.partitions > 1:  # partitions split the catalog-sized work: the digests' path
+        if self.partitions > 1:  # partitions split the catalog-sized work: the digests' path
             return {}
-        control = hub.postgis(write=write)
-        return {t: ChangeSlot(control, changes.slot_name(prefix, t)) for t in ("search", "graph") if t in self.targets}
+        return {t: slot for t in ("search", "graph") if t in self.targets
+                and (slot := change_slot(hub, t, write=write)) is not None}
 
     def plan(self, hub: ServiceHub) -> Plan[SyncPlan]:
         slots = {t: slot.state() for t, slot in self._slots(hub, write=False).items()}
@@ -164,11 +170,7 @@ class Sync:
     def _changes(reader: Any, control: Any, slots: dict[str, ChangeSlot]) -> dict[str, changes.Changes]:
         """Inside the open snapshot: what each trusted slot holds up to the WAL position read now (after the
         snapshot opened: every transaction it sees committed before that position)."""
-        if not slots:
-            return {}
-        visibility = Visibility.parse(str(reader.scalar("SELECT pg_current_snapshot()::text")))
-        upto = str(control.scalar("SELECT pg_current_wal_insert_lsn()::text"))
-        found = {t: slot.read(upto, visibility) for t, slot in slots.items()}
+        found = {t: changes.told(reader, control, slot) for t, slot in slots.items()}
         for t, told in found.items():
             log.get_logger().info("sync.changes", store=t, slot=slots[t].name, changes=told.summary())
         return found
