@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextvars
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
+B = TypeVar("B", bound=Sized)
 
 
 def chunks(items: Iterable[T], max_items: int, max_size: int | None = None,
@@ -32,6 +33,20 @@ def chunks(items: Iterable[T], max_items: int, max_size: int | None = None,
         total += weight
     if chunk:
         yield chunk
+
+
+class Counted(Generic[B]):
+    """Batches passed through as they are produced, their items counted: ``tick(seen)`` after each one (progress,
+    and a checkpoint between batches: a run whose lock is gone stops before reading the next)."""
+
+    def __init__(self, batches: Iterable[B], tick: Callable[[int], None]) -> None:
+        self.batches, self.tick, self.seen = batches, tick, 0
+
+    def __iter__(self) -> Iterator[B]:
+        for batch in self.batches:
+            self.seen += len(batch)
+            self.tick(self.seen)
+            yield batch
 
 
 def run_bounded(units: Iterable[T], work: Callable[[T], int], *, in_flight: int, name: str,

@@ -8,19 +8,14 @@ the slot where it was, and the next run converges.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests import toxiproxy
-from tests.helpers import ROOT, kfm_maint, run_checks
-from tests.plugins.live import CONSISTENCY, RETIRED, failures, maint_ok
+from tests.helpers import kfm_maint, run_checks
+from tests.plugins.live import CONSISTENCY, RETIRED, failures, kill_sync_midway, maint_ok
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
 
@@ -85,19 +80,7 @@ def test_a_killed_slot_sync_keeps_its_changes(pipeline: Any, slots: dict[str, st
     run.join(30)
     held = _canonical_rows_held(owner_pg, "search")
     assert held > 0
-    with toxiproxy.proxy("slow-search", toxiproxy.upstream("search")) as proxy:
-        proxy.toxic("latency", latency=300, jitter=0)  # every search request slow: the kill lands mid-run
-        proc = subprocess.Popen([sys.executable, "-m", "maintenance.cli", "sync", "--targets", "search,graph",
-                                 "--no-verify"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **slots, "KFM_SEARCH__URL": f"http://127.0.0.1:{proxy.port}"})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not owner_pg.scalar(
-                "SELECT count(*) FROM kfm_ops.audit_ledger WHERE action = 'sync' AND outcome = 'running'"):
-            time.sleep(0.05)
-        time.sleep(1.0)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+    kill_sync_midway(owner_pg, env=slots)
     assert _canonical_rows_held(owner_pg, "search") == held  # nothing consumed by a run that did not finish
     counts = maint_ok("sync", "--targets", "search,graph", env=slots)["counts"]
     assert counts["search"]["found_by"] == "change slot", counts

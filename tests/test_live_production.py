@@ -6,10 +6,6 @@ updates, inserts, deletions, one dataset retired — while kfm-ops rebuilds, syn
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -17,9 +13,8 @@ from typing import Any
 import pytest
 
 from kfm_ops import contracts
-from tests import toxiproxy
-from tests.helpers import ROOT, run_checks
-from tests.plugins.live import CONSISTENCY, RETIRED, failures, maint_ok
+from tests.helpers import run_checks
+from tests.plugins.live import CONSISTENCY, RETIRED, failures, kill_sync_midway, maint_ok
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
 
@@ -87,19 +82,7 @@ def test_a_killed_sync_leaves_the_stores_readable_and_the_next_run_converges(pip
                                                                            search_writer: Any) -> None:
     run = pipeline(rate=200, seconds=3)
     run.join(30)
-    with toxiproxy.proxy("slow-search", toxiproxy.upstream("search")) as proxy:
-        proxy.toxic("latency", latency=300, jitter=0)  # every search request slow: the kill lands mid-run
-        proc = subprocess.Popen([sys.executable, "-m", "maintenance.cli", "sync", "--targets", "search,graph",
-                                 "--no-verify"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "KFM_SEARCH__URL": f"http://127.0.0.1:{proxy.port}"})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not owner_pg.scalar(
-                "SELECT count(*) FROM kfm_ops.audit_ledger WHERE action = 'sync' AND outcome = 'running'"):
-            time.sleep(0.05)
-        time.sleep(1.0)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+    kill_sync_midway(owner_pg)
     alias = contracts.load("search")["alias"]
     assert search_writer.search(index=alias, body={"size": 1})["hits"]["hits"]  # the live index still answers
     maint_ok("sync", "--targets", "search,graph,cache")

@@ -13,7 +13,6 @@ gate like every write) finds and deletes them. The graph room
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from kfm_ops import contracts, converge, derive
 from kfm_ops.consistency import GraphSide, bucket_compare, graph_matches
 from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
-from kfm_ops.pipeline import chunks, run_bounded
+from kfm_ops.pipeline import Counted, chunks, run_bounded
 from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
 from maintenance.action import Plan, RunContext
@@ -95,21 +94,16 @@ class SyncGraph:
         # the reference nodes items point at; with --prune, those no longer derived go (after the items below)
         converge.merge_nodes(reader, graph, prune=False)
 
-        seen = 0
-
-        def counted(batches: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
-            nonlocal seen
-            for batch in batches:
-                seen += len(batch)
-                run.progress("graph items", seen, total)
-                run.checkpoint()  # between batches: stop at once if our lock is gone
-                yield batch
+        def tick(seen: int) -> None:
+            run.progress("graph items", seen, total)
+            run.checkpoint()
 
         # Two writers while the next batch is read from PostGIS. Batches of items never touch each
         # other (Item -> Item links wait for the second pass); they share only the Dataset, Activity
         # and Place nodes, and a deadlock there is a transient error the driver retries.
-        changed = run_bounded(counted(chunks(derive.graph_items(reader, grid), self.batch)), graph.upsert_items,
-                              in_flight=2, name="kfm-graph")
+        items = Counted(chunks(derive.graph_items(reader, grid), self.batch), tick)
+        changed = run_bounded(items, graph.upsert_items, in_flight=2, name="kfm-graph")
+        seen = items.seen
         derived = run_bounded(chunks(reader.stream_dicts(derive.DERIVED_SQL), self.batch), graph.link_derived,
                               in_flight=1, name="kfm-graph", on_done=lambda _done: run.checkpoint())
         run.checkpoint()

@@ -8,7 +8,7 @@ buckets of its partition only; the coordinator verifies the whole and records wh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from kfm_ops.digest import Digest
 from kfm_ops.errors import ActionFailed, KfmError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.partition import Partition
-from kfm_ops.pipeline import chunks, run_bounded
+from kfm_ops.pipeline import Counted, chunks, run_bounded
 from kfm_ops.stores.search.bulk import BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from maintenance.action import Plan, RunContext
 from maintenance.partitioned import Claim, claim, coordinator_alive, finish
@@ -219,19 +219,14 @@ class ReindexGraphPartition:
                                    hint="give every worker the coordinator's --prune")
             reader, graph, grid = hub.canonical(), hub.graph(write=True), float(claimed.target["grid"])
             checkpoint = _watched(hub, claimed, self.name, run)
-            seen = 0
 
-            def counted(batches: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
-                nonlocal seen
-                for batch in batches:
-                    seen += len(batch)
-                    run.progress("graph items", seen, None)
-                    checkpoint()
-                    yield batch
+            def tick(seen: int) -> None:
+                run.progress("graph items", seen, None)
+                checkpoint()
 
             with reader.joined(claimed.snapshot):
-                changed = run_bounded(counted(chunks(graph_items(reader, grid, partition=part), self.batch)),
-                                      graph.upsert_items, in_flight=2, name="kfm-graph")
+                items = Counted(chunks(graph_items(reader, grid, partition=part), self.batch), tick)
+                changed = run_bounded(items, graph.upsert_items, in_flight=2, name="kfm-graph")
                 deleted = 0
                 if self.prune:
                     orphans = converge.Scope(converge.Snapshot(reader, part)).differences(
@@ -239,6 +234,6 @@ class ReindexGraphPartition:
                     for batch in chunks(orphans, self.batch):
                         graph.delete_items(batch)
                         deleted += len(batch)
-            return {"items_seen": seen, "items_changed": changed, "orphans_deleted": deleted}
+            return {"items_seen": items.seen, "items_changed": changed, "orphans_deleted": deleted}
 
         return _worked(hub, claimed, part, work)
