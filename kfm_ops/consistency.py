@@ -15,6 +15,8 @@ tells the *pending* ones — changes the store was not yet due to have — from 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,16 +88,44 @@ class GraphSide:
         return self.graph.datasets_present(dataset_ids)
 
 
+class SharedDigests:
+    """Canonical bucket digests shared by the checks of one run that compare several stores with them: PostgreSQL
+    hashes the catalog once, not once per store.
+
+    Kept while younger than ``max_age`` seconds. The stores' digests are read afresh by every
+    comparison and the differing buckets are merged from fresh reads of both sides, so a kept
+    digest can only hide a canonical change made since it was read — younger than ``max_age``
+    (within the freshness SLA, so at most pending), and compared by the next run.
+    """
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._kept: dict[Partition, tuple[float, buckets.Digests]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, postgis: PostgisStore, partition: Partition | None = None) -> buckets.Digests:
+        key = partition or Partition.whole()
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None or time.monotonic() - kept[0] > self.max_age:
+                read_at = time.monotonic()
+                kept = self._kept[key] = (read_at, postgis.bucket_digests(partition))
+            return kept[1]
+
+
 def bucket_compare(postgis: PostgisStore, side: DerivedSide, *, store: str, first_n: int = 10,
                    on_diff: Callable[[str, str], None] | None = None, canonical: buckets.Digests | None = None,
-                   derived: buckets.Digests | None = None, partition: Partition | None = None) -> Diff:
+                   derived: buckets.Digests | None = None, partition: Partition | None = None,
+                   shared: SharedDigests | None = None) -> Diff:
     """Compare through bucket digests; merge id by id only the buckets that differ. ``canonical``, ``derived``:
-    digests the caller has already (one snapshot, several stores). ``partition``: its buckets only, on both
-    sides (given digests are cut to it too)."""
+    digests the caller has already (one snapshot, several stores); ``shared``: canonical digests kept for the
+    comparisons of one check run. ``partition``: its buckets only, on both sides (given digests are cut to it
+    too)."""
     part = partition or Partition.whole()
     if canonical is None:
+        read = shared or (lambda pg, p: pg.bucket_digests(p))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-buckets") as pool:
-            canonical_future = pool.submit(postgis.bucket_digests, partition)  # both engines sum at the same time
+            canonical_future = pool.submit(read, postgis, partition)  # both engines sum at the same time
             derived = side.digests() if derived is None else derived
             canonical = canonical_future.result()
     elif derived is None:

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kfm_ops import derive
 from kfm_ops.buckets import BUCKETS
 from kfm_ops.compare import Diff, compare
-from kfm_ops.partition import Partition
+from kfm_ops.partition import IdRange, Partition, Slice
+from kfm_ops.pipeline import ahead
 from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PostgisStore
 from kfm_ops.stores.search import SearchStore
@@ -69,7 +70,8 @@ class ContentDiff:
 def _compare(expected: Iterable[tuple[str, Record]], actual: Iterable[tuple[str, Record]], *, store: str,
              first_n: int, on_diff: Callable[[str, str], None] | None,
              reread: Callable[[list[str]], tuple[dict[str, Record], dict[str, Record]]]) -> ContentDiff:
-    diff = compare(((i, digest(r)) for i, r in expected), ((i, digest(r)) for i, r in actual), store=store,
+    # the canonical side is derived in a thread of its own while the store's records are read
+    diff = compare(ahead((i, digest(r)) for i, r in expected), ((i, digest(r)) for i, r in actual), store=store,
                    first_n=first_n, on_diff=on_diff)
     result = ContentDiff(diff)
     if diff.stale_ids:
@@ -80,22 +82,33 @@ def _compare(expected: Iterable[tuple[str, Record]], actual: Iterable[tuple[str,
     return result
 
 
-def scrub_slice(items: int, max_records: int, slice_seconds: float, now: float) -> Partition:
-    """The share of the catalog (of ``items`` items) one run's content checks read.
+SAMPLE_PER_SLICE = 100
+"""Ids sampled per scrub slice to place its boundaries: slices within about 10 % of the same size."""
+
+
+def scrub_slice(items: int, max_records: int, slice_seconds: float, now: float,
+                sample: Callable[[int], Sequence[str]], *, collated: bool = False) -> Slice:
+    """The share of the catalog (of about ``items`` items) one run's content checks read.
 
     All of it up to ``max_records`` (or when that is 0); else one of N = ceil(items / max_records)
-    bucket ranges: the one the clock points at, the next every ``slice_seconds``, round robin. A
-    run scheduled every ``slice_seconds`` reads the whole catalog every N runs — a scrub, as
-    storage systems verify their blocks — and each run stays about ``max_records`` long.
+    id ranges: the one the clock points at, the next every ``slice_seconds``, round robin. A run
+    scheduled every ``slice_seconds`` reads the whole catalog every N runs — a scrub, as storage
+    systems verify their blocks — and each run stays about ``max_records`` long. The boundaries
+    are quantiles of ``sample(n)``, about n ids of the catalog (:meth:`PostgisStore.id_sample`:
+    the same pages every run, so they move only as those pages change); ``collated``: the id column
+    sorts in byte order already (:meth:`PostgisStore.ids_sort_bytewise`).
     """
     if max_records == 0 or items <= max_records:
         return Partition.whole()
     count = min(BUCKETS, -(-items // max_records))
-    return Partition(int(now // slice_seconds) % count, count)
+    ids = sample(count * SAMPLE_PER_SLICE)
+    if len(set(ids)) < count:  # the estimate was far above the catalog: a small catalog is read whole
+        return Partition.whole()
+    return IdRange.of(ids, int(now // slice_seconds) % count, count, collated=collated)
 
 
 def search(postgis: PostgisStore, search: SearchStore, index: str, grid: float, *, first_n: int = 10,
-           on_diff: Callable[[str, str], None] | None = None, partition: Partition | None = None) -> ContentDiff:
+           on_diff: Callable[[str, str], None] | None = None, partition: Slice | None = None) -> ContentDiff:
     """Every document of ``index`` (of ``partition``) against the document the reindex would write now."""
 
     def expected(ids: list[str] | None = None) -> Iterator[tuple[str, Record]]:
@@ -111,15 +124,16 @@ def search(postgis: PostgisStore, search: SearchStore, index: str, grid: float, 
 
 
 def graph(postgis: PostgisStore, graph: GraphStore, grid: float, *, first_n: int = 10,
-          on_diff: Callable[[str, str], None] | None = None, partition: Partition | None = None) -> ContentDiff:
+          on_diff: Callable[[str, str], None] | None = None, partition: Slice | None = None) -> ContentDiff:
     """Every Item node (of ``partition``), with its relationships, against the node the graph sync would leave
     now."""
 
     def reread(ids: list[str]) -> tuple[dict[str, Record], dict[str, Record]]:
         return dict(derive.graph_records(postgis, grid, ids=ids)), dict(graph.item_records(ids=ids))
 
-    within = partition.cypher() if partition else "true"
-    return _compare(derive.graph_records(postgis, grid, partition=partition), graph.item_records(within=within),
+    within, params = (partition.cypher(), partition.params()) if partition else ("true", {})
+    return _compare(derive.graph_records(postgis, grid, partition=partition),
+                    graph.item_records(within=within, params=params),
                     store="graph label Item", first_n=first_n, on_diff=on_diff, reread=reread)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from kfm_ops import contracts
 from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL
 from kfm_ops.errors import ActionFailed, KfmError
-from kfm_ops.partition import Partition
+from kfm_ops.partition import Slice
 from kfm_ops.stores.policy import PolicyStore
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
 
@@ -105,33 +105,36 @@ def grid_degrees(policy: PolicyStore, contracts_dir: Path | None = None) -> floa
     return float(grid)
 
 
-def _only(since: datetime | None, ids: list[str] | None, partition: Partition | None = None) -> str:
+def _only(since: datetime | None, ids: list[str] | None, partition: Slice | None = None) -> str:
     """The WHERE clause of a derive query restricted to changes since a time, or to some ids; and to a
-    partition's buckets."""
+    slice of the catalog (its parameters: :func:`_params`)."""
     found = ["i.id = ANY(%(ids)s)"] if ids is not None else ["i.updated_at >= %(since)s"] if since else []
     if partition is not None and partition.count > 1:
         found.append(partition.where("i.id"))
     return f"WHERE {' AND '.join(found)}" if found else ""
 
 
+def _params(grid: float, since: datetime | None, ids: list[str] | None, partition: Slice | None) -> dict[str, Any]:
+    return {"grid": grid, "since": since, "ids": ids, **(partition.params() if partition is not None else {})}
+
+
 def search_documents(postgis: PostgisStore, grid: float, *, since: datetime | None = None,
                      ids: list[str] | None = None, batch: int = 5000,
-                     partition: Partition | None = None) -> Iterator[tuple[str, str]]:
+                     partition: Slice | None = None) -> Iterator[tuple[str, str]]:
     """(id, search document as JSON text) of published items, built by PostGIS: no per-row Python JSON work."""
     yield from postgis.stream(DOCUMENTS_SQL.format(extra=_only(since, ids, partition)),
-                              {"grid": grid, "since": since, "ids": ids}, batch=batch)
+                              _params(grid, since, ids, partition), batch=batch)
 
 
 def graph_items(postgis: PostgisStore, grid: float, *, since: datetime | None = None, ids: list[str] | None = None,
-                batch: int = 2000, partition: Partition | None = None) -> Iterator[dict[str, Any]]:
+                batch: int = 2000, partition: Slice | None = None) -> Iterator[dict[str, Any]]:
     """Published items as graph upsert parameters: the Item properties and the ids its relationships point at.
 
     ``links_hash`` covers what an item points at (activity, places, derived-from items): the
     canonical content_hash does not, and a changed link must reach the graph too.
     """
     for r in postgis.stream_dicts(ROWS_SQL.format(extra=_only(since, ids, partition)),
-                                  {"grid": grid, "since": since, "ids": ids},
-                                  batch=batch):
+                                  _params(grid, since, ids, partition), batch=batch):
         links = f"{r['generated_by'] or ''}|{','.join(r['places'])}|{','.join(r['derived_from'])}"
         yield {"id": r["id"], "dataset_id": r["dataset_id"], "title": r["title"], "sensitivity": r["sensitivity"],
                "geometry_wkt": r["geometry_wkt"], "content_hash": r["content_hash"],
@@ -146,7 +149,7 @@ ITEM_PROPERTIES = ("id", "dataset_id", "title", "sensitivity", "geometry_wkt", "
 
 
 def graph_records(postgis: PostgisStore, grid: float, *, ids: list[str] | None = None,
-                  partition: Partition | None = None) -> Iterator[tuple[str, Any]]:
+                  partition: Slice | None = None) -> Iterator[tuple[str, Any]]:
     """(id, record) of each published item as the graph sync leaves its Item node: the properties, and per
     relationship type the ids it points at (only nodes the sync writes: published datasets and items, the
     activities that used one, every place) — what :meth:`GraphStore.item_records` reads back."""

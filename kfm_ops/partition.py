@@ -1,4 +1,6 @@
-"""Partitions of a run: contiguous ranges of the 4,096 buckets every record is hashed into.
+"""Slices of a catalog: bucket partitions of a run, and id ranges of the content checks' scrub.
+
+A :class:`Partition` is a contiguous range of the 4,096 buckets every record is hashed into.
 
 Partition ``i/N`` (``0 <= i < N``, as a Kubernetes Indexed Job numbers its completions) holds the
 buckets ``[i * 4096 // N, (i + 1) * 4096 // N)`` of :mod:`kfm_ops.buckets`: the first 12 bits of
@@ -6,12 +8,19 @@ buckets ``[i * 4096 // N, (i + 1) * 4096 // N)`` of :mod:`kfm_ops.buckets`: the 
 whatever the ids look like. Partition 0 also holds bucket -1 (derived records written before the
 bucket fields existed). Digests of partitions combine: the bucket digests are per bucket, and the
 rebuild's order-free digest is a sum (:meth:`kfm_ops.digest.Digest.combine`).
+
+An :class:`IdRange` is the ids between two boundaries in byte order: every engine reads it from
+an index it has anyway (PostgreSQL's primary key, OpenSearch's ``id`` keyword, Neo4j's Item id
+index), where a bucket range costs PostgreSQL an md5 of every id. Both speak the same few
+methods (:class:`Slice`), so a derive query, an OpenSearch query and a Cypher match take either.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from kfm_ops.buckets import BUCKET_SQL, BUCKETS, Digests
 from kfm_ops.errors import UsageError
@@ -91,3 +100,76 @@ class Partition:
         if self.count == 1:
             return "true"
         return f"{BUCKET_SQL.format(id=id_column)} BETWEEN {self.first} AND {self.end - 1}"
+
+    def params(self) -> dict[str, str]:
+        """The parameters :meth:`where` and :meth:`cypher` refer to: none, the bucket numbers are in the text."""
+        return {}
+
+
+class Slice(Protocol):
+    """What a derive query, an OpenSearch query and a Cypher match need to read part of the catalog."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def label(self) -> str: ...
+    def within(self, where: str, what: str = ...) -> str: ...
+    def where(self, id_column: str = ...) -> str: ...
+    def params(self) -> dict[str, str]: ...
+    def search_query(self) -> dict[str, object] | None: ...
+    def cypher(self, node: str = ...) -> str: ...
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """Slice ``index`` of ``count``: the ids from ``low`` (included) to ``high`` (excluded) in byte order; None is
+    open-ended. Compared in byte order everywhere, as every id-ordered merge of kfm-ops is: in PostgreSQL
+    ``COLLATE "C"``, unless ``collated`` says the id column sorts that way already (then its primary key
+    finds the range; a C collation does, an en_US one does not)."""
+
+    index: int
+    count: int
+    low: str | None
+    high: str | None
+    collated: bool = False
+
+    @classmethod
+    def of(cls, sample: Sequence[str], index: int, count: int, *, collated: bool = False) -> IdRange:
+        """Range ``index`` of ``count`` near-equal ranges, its boundaries the quantiles of ``sample`` (some ids
+        of the catalog): range 0 starts open, range count-1 ends open, so the ranges cover every id there is."""
+        ordered = sorted(set(sample))  # str order is code point order: the byte order of UTF-8
+
+        def boundary(k: int) -> str | None:
+            return ordered[k * len(ordered) // count] if 0 < k < count and ordered else None
+
+        return cls(index, count, boundary(index), boundary(index + 1), collated)
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, item_id: str) -> bool:
+        return (self.low is None or item_id >= self.low) and (self.high is None or item_id < self.high)
+
+    def within(self, where: str, what: str = "slice") -> str:
+        return f"{where}, {what} {self.label} (ids {self.low or '(first)'} to {self.high or '(last)'})"
+
+    def where(self, id_column: str = "id") -> str:
+        """A SQL condition on ``id_column``, with the parameters of :meth:`params`."""
+        column = id_column if self.collated else f'{id_column} COLLATE "C"'
+        found = [f"{column} >= %(slice_low)s"] if self.low is not None else []
+        found += [f"{column} < %(slice_high)s"] if self.high is not None else []
+        return " AND ".join(found) or "true"
+
+    def params(self) -> dict[str, str]:
+        return {k: v for k, v in (("slice_low", self.low), ("slice_high", self.high)) if v is not None}
+
+    def search_query(self) -> dict[str, object] | None:
+        bounds = {k: v for k, v in (("gte", self.low), ("lt", self.high)) if v is not None}
+        return {"range": {"id": bounds}} if bounds else None
+
+    def cypher(self, node: str = "i") -> str:
+        """A Cypher condition on the node's id, with the parameters of :meth:`params`."""
+        found = [f"{node}.id >= $slice_low"] if self.low is not None else []
+        found += [f"{node}.id < $slice_high"] if self.high is not None else []
+        return " AND ".join(found) or "true"

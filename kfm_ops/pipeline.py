@@ -10,10 +10,12 @@ stops early while the bounded task queue is full, so an interrupted run never ex
 from __future__ import annotations
 
 import contextvars
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 B = TypeVar("B", bound=Sized)
@@ -72,3 +74,52 @@ def run_bounded(units: Iterable[T], work: Callable[[T], int], *, in_flight: int,
                 future.cancel()
             raise
     return done
+
+
+_END = object()
+
+
+def ahead(items: Iterable[T], *, depth: int = 20, batch: int = 500, name: str = "kfm-ahead") -> Iterator[T]:
+    """``items``, produced by a thread of their own up to ``depth`` batches ahead of the consumer: in a merge of
+    two streams, reading one store overlaps reading the other. The producer's error is raised here; a consumer
+    that stops early stops the producer at its next batch."""
+    handed: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand(entry: object) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    source = iter(items)
+
+    def produce() -> None:
+        try:
+            for chunk in chunks(source, batch):
+                if not hand(chunk):
+                    return
+            hand(_END)
+        except BaseException as exc:  # noqa: BLE001 — handed over: raised in the consumer
+            hand(exc)
+        finally:  # a generator left early is closed here, in its own thread (a server-side cursor, say)
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=contextvars.copy_context().run, args=(produce,), name=name, daemon=True)
+    producer.start()
+    try:
+        while True:
+            entry = handed.get()
+            if entry is _END:
+                return
+            if isinstance(entry, BaseException):
+                raise entry
+            yield from cast(list[T], entry)
+    finally:
+        stop.set()
+        producer.join()

@@ -17,10 +17,11 @@ import pytest
 from kfm_ops import contracts as _contracts
 from kfm_ops.errors import KfmError, NotConfigured
 from kfm_ops.hub import ServiceHub
-from kfm_ops.partition import Partition
+from kfm_ops.partition import Partition, Slice
 from kfm_ops.settings import SERVICES, Settings
 
 if TYPE_CHECKING:  # the stores import their drivers when a check first uses one
+    from kfm_ops.consistency import SharedDigests
     from kfm_ops.stores.cache import CacheStore
     from kfm_ops.stores.graph import GraphStore
     from kfm_ops.stores.llm import LlmStore
@@ -89,6 +90,15 @@ def postgis(request: pytest.FixtureRequest) -> PostgisStore:
     return store
 
 
+@pytest.fixture(scope="session")
+def canonical_digests(kfm_settings: Settings) -> SharedDigests:
+    """The canonical bucket digests, read once for the cross-store checks of this run (kept up to a minute, never
+    longer than the freshness SLA)."""
+    from kfm_ops.consistency import SharedDigests
+
+    return SharedDigests(min(60.0, kfm_settings.checks.max_freshness_lag_seconds))
+
+
 @pytest.fixture
 def canonical(postgis: PostgisStore, kfm_hub: ServiceHub) -> PostgisStore:
     """Where a check's heavy canonical reads go (streams, digests): the read replica
@@ -141,16 +151,16 @@ def policy(request: pytest.FixtureRequest) -> PolicyStore:
 
 
 @pytest.fixture(scope="session")
-def content_slice(kfm_partition: Partition, postgis: PostgisStore, kfm_settings: Settings) -> Partition:
-    """The buckets the content checks read this run: ``--kfm-partition``, else the scrub slice the clock points at
-    (the whole catalog up to KFM_CHECKS__CONTENT_MAX_RECORDS items)."""
+def content_slice(kfm_partition: Partition, postgis: PostgisStore, kfm_settings: Settings) -> Slice:
+    """The records the content checks read this run: ``--kfm-partition``'s buckets, else the id range of the scrub
+    slice the clock points at (the whole catalog up to KFM_CHECKS__CONTENT_MAX_RECORDS items)."""
     from kfm_ops import content  # the store drivers load when a check first needs one
 
     if kfm_partition.count > 1:
         return kfm_partition
     checks = kfm_settings.checks
     return content.scrub_slice(postgis.item_estimate(), checks.content_max_records, checks.content_slice_seconds,
-                               time.time())
+                               time.time(), postgis.id_sample)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fix
     SETTINGS_KEY,
     cache,
     canonical,
+    canonical_digests,
     content_slice,
     graph,
     kfm_contract,

@@ -309,6 +309,26 @@ class PostgisStore(Store[PostgisSettings]):
             "SELECT greatest(c.reltuples, coalesce(s.n_live_tup, 0), 0)::bigint FROM pg_class c "
             "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = 'kfm.items'::regclass"))
 
+    def id_sample(self, wanted: int) -> list[str]:
+        """About ``wanted`` ids of ``kfm.items``, from the same table pages every time (``TABLESAMPLE SYSTEM ...
+        REPEATABLE``): a few random page reads, not a scan; what is drawn changes only as those pages change."""
+        share = min(100.0, 100.0 * wanted / max(self.item_estimate(), 1))
+        return [r[0] for r in self.rows("SELECT id FROM kfm.items TABLESAMPLE SYSTEM (%s) REPEATABLE (0)", (share,))]
+
+    def ids_sort_bytewise(self) -> bool:
+        """Whether ``kfm.items.id`` sorts in byte order under its own collation (libc C, POSIX or C.UTF-8): then a
+        range of ids in byte order is a range of its primary key. False when unsure (``COLLATE "C"`` is right
+        anyway, only slower)."""
+        name, provider, collate = self.one(
+            "SELECT c.collname, c.collprovider::text, c.collcollate FROM pg_attribute a "
+            "JOIN pg_collation c ON c.oid = a.attcollation "
+            "WHERE a.attrelid = 'kfm.items'::regclass AND a.attname = 'id'")
+        if name == "default":  # the database's: its provider is recorded from PostgreSQL 15 (libc before)
+            provider_column = "datlocprovider::text" if self.conn.info.server_version >= 150000 else "'c'"
+            provider, collate = self.one(f"SELECT {provider_column}, datcollate FROM pg_database "
+                                         "WHERE datname = current_database()")
+        return provider == "c" and str(collate).lower() in {"c", "posix", "c.utf-8", "c.utf8"}
+
     def published_count(self) -> tuple[int, datetime | None]:
         """How many items are published, and the newest ``updated_at`` among them."""
         count, newest = self.one(f"SELECT count(*), max(updated_at) FROM {PUBLISHED_ITEMS}")

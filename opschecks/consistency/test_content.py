@@ -22,7 +22,7 @@ import pytest
 from kfm_ops import content, derive
 from kfm_ops.compare import Diff
 from kfm_ops.consistency import GraphSide, SearchSide, derived_link_times, pending
-from kfm_ops.partition import Partition
+from kfm_ops.partition import Slice
 from kfm_ops.pytest_plugin.assertions import expect, fail_with, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
 from kfm_ops.pytest_plugin.lag import PendingChanges, expect_in_sync
@@ -39,7 +39,7 @@ SLICE = "scrub slice"  # how a failure names the share of the catalog it read (K
 @pytest.mark.covers("search:field:*")
 def test_search_documents_match_their_derivation(postgis: PostgisStore, search: SearchStore, sensitivity_grid: float,
                                                  kfm_contract: ContractLoader, kfm_settings: Settings,
-                                                 content_slice: Partition) -> None:
+                                                 content_slice: Slice) -> None:
     """Every search document (of this run's scrub slice) equals, field by field, the one the reindex would write."""
     alias = kfm_contract("search")["alias"]
     found: list[content.ContentDiff] = []
@@ -58,7 +58,7 @@ def test_search_documents_match_their_derivation(postgis: PostgisStore, search: 
 @pytest.mark.risk("medium")
 @pytest.mark.covers("graph:label:Item", "graph:property:Item.*", "graph:relationship:Item-*")
 def test_graph_items_match_their_derivation(postgis: PostgisStore, graph: GraphStore, sensitivity_grid: float,
-                                            kfm_settings: Settings, content_slice: Partition) -> None:
+                                            kfm_settings: Settings, content_slice: Slice) -> None:
     """Every Item node (of this run's scrub slice) equals, properties and relationships, the one the sync leaves."""
     found: list[content.ContentDiff] = []
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import pytest
 
-from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare, pending
+from kfm_ops.consistency import GraphSide, SearchSide, SharedDigests, bucket_compare, pending
 from kfm_ops.partition import Partition
 from kfm_ops.pytest_plugin.assertions import expect, fail_with, figure, first_n
 from kfm_ops.pytest_plugin.fixtures import ContractLoader
@@ -41,13 +41,14 @@ SYNC_HINTS = {"search": "kfm-maint sync --targets search", "graph": "kfm-maint s
 @pytest.mark.risk("medium")
 @pytest.mark.covers("search:alias", "search:field:sync_*", "search:field:content_hash")
 def test_search_matches_canonical(postgis: PostgisStore, canonical: PostgisStore, search: SearchStore,
-                                  kfm_contract: ContractLoader, kfm_settings: Settings,
-                                  kfm_partition: Partition) -> None:
+                                  kfm_contract: ContractLoader, kfm_settings: Settings, kfm_partition: Partition,
+                                  canonical_digests: SharedDigests) -> None:
     """Search documents (ids, content hashes) equal the published items, but for changes still pending."""
     alias = kfm_contract("search")["alias"]
     side = SearchSide(search, alias)
     expect_in_sync("search", lambda on_diff: bucket_compare(canonical, side, store="search", first_n=first_n(),
-                                                            on_diff=on_diff, partition=kfm_partition),
+                                                            on_diff=on_diff, partition=kfm_partition,
+                                                            shared=canonical_digests),
                    postgis, side, kfm_settings, kfm_partition.within(search.where(f"alias {alias}")),
                    "kfm-maint sync --targets search (a broken index: kfm-maint reindex --targets search)")
 
@@ -55,11 +56,13 @@ def test_search_matches_canonical(postgis: PostgisStore, canonical: PostgisStore
 @pytest.mark.risk("medium")
 @pytest.mark.covers("graph:property:Item.sync_*", "graph:property:Item.content_hash")
 def test_graph_matches_canonical(postgis: PostgisStore, canonical: PostgisStore, graph: GraphStore,
-                                 kfm_settings: Settings, kfm_partition: Partition) -> None:
+                                 kfm_settings: Settings, kfm_partition: Partition,
+                                 canonical_digests: SharedDigests) -> None:
     """Graph Item nodes (ids, content hashes) equal the published items, but for changes still pending."""
     side = GraphSide(graph)
     expect_in_sync("graph", lambda on_diff: bucket_compare(canonical, side, store="graph", first_n=first_n(),
-                                                           on_diff=on_diff, partition=kfm_partition),
+                                                           on_diff=on_diff, partition=kfm_partition,
+                                                           shared=canonical_digests),
                    postgis, side, kfm_settings, kfm_partition.within(graph.where("label Item")),
                    "kfm-maint sync --targets graph")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from kfm_ops import buckets
 from kfm_ops.content import scrub_slice
+from kfm_ops.partition import IdRange
 from kfm_ops.stores.postgis import PUBLISHED_ITEMS
 from tests.plugins.faults import injected
 from tests.proving import assert_fails, assert_passes
@@ -65,11 +65,11 @@ def test_scrub_slice_reads_its_share_and_says_so(search_writer: Any, owner_pg: A
     """A catalog over KFM_CHECKS__CONTENT_MAX_RECORDS is read one slice per run: a title edited inside this run's
     slice fails, naming the slice; one edited outside it is left to the run whose slice holds it."""
     env = {"KFM_CHECKS__CONTENT_MAX_RECORDS": "500", "KFM_CHECKS__CONTENT_SLICE_SECONDS": "1000000000"}
-    mine = scrub_slice(owner_pg.item_estimate(), 500, 1e9, time.time())
-    assert mine.count > 1, "the sample catalog holds more than 500 items"
-    ids = [r[0] for r in owner_pg.rows(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT 400")]
-    inside = next(i for i in ids if mine.holds(buckets.fields(i, "")[0]))
-    outside = next(i for i in ids if not mine.holds(buckets.fields(i, "")[0]))
+    mine = scrub_slice(owner_pg.item_estimate(), 500, 1e9, time.time(), owner_pg.id_sample)
+    assert isinstance(mine, IdRange), "the sample catalog holds more than 500 items"
+    ids = [r[0] for r in owner_pg.rows(f'SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id COLLATE "C"')]
+    inside = next(i for i in ids if mine.holds(i))
+    outside = next(i for i in ids if not mine.holds(i))
     index = _live(search_writer)
     saved = {i: search_writer.get(index=index, id=i)["_source"] for i in (inside, outside)}
 
