@@ -89,28 +89,63 @@ class GraphSide:
 
 
 class SharedDigests:
-    """Canonical bucket digests shared by the checks of one run that compare several stores with them: PostgreSQL
-    hashes the catalog once, not once per store.
+    """The bucket digests of one check run: the canonical ones shared by the checks of every store (PostgreSQL
+    hashes the catalog once, not once per store), and — with :meth:`read_early` — each side's read concurrently
+    while the checks before them run.
 
-    Kept while younger than ``max_age`` seconds. The stores' digests are read afresh by every
-    comparison and the differing buckets are merged from fresh reads of both sides, so a kept
-    digest can only hide a canonical change made since it was read — younger than ``max_age``
-    (within the freshness SLA, so at most pending), and compared by the next run.
+    A digest is used while younger than ``max_age`` seconds (counted from when its read began); a
+    store's digests once. The differing buckets are always merged from fresh reads of both sides,
+    so a digest read early can only hide a change made since it was read: younger than
+    ``max_age`` (within the freshness SLA), as if the check had run that much earlier; the next run
+    compares it.
     """
 
     def __init__(self, max_age: float) -> None:
         self.max_age = max_age
-        self._kept: dict[Partition, tuple[float, buckets.Digests]] = {}
+        self._kept: dict[str, tuple[float, buckets.Digests]] = {}
+        self._reading: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, postgis: PostgisStore, partition: Partition | None = None) -> buckets.Digests:
-        key = partition or Partition.whole()
+    def read_early(self, key: str, read: Callable[[], buckets.Digests]) -> None:
+        """Start ``read()`` in a thread (on connections of its own). Its error is left to the check that asks
+        next: that one reads again, and reports what it meets."""
+
+        def early() -> None:
+            read_at = time.monotonic()
+            try:
+                found = read()
+            except Exception:  # noqa: BLE001 — the check reads again and reports it
+                return
+            with self._lock:
+                self._kept[key] = (read_at, found)
+
         with self._lock:
-            kept = self._kept.get(key)
+            if key in self._kept or key in self._reading:
+                return
+            self._reading[key] = threading.Thread(target=early, name=f"kfm-digests {key}", daemon=True)
+            self._reading[key].start()
+
+    def get(self, key: str, read: Callable[[], buckets.Digests], *, keep: bool = True) -> buckets.Digests:
+        """The digests of ``key``: read early (waited for), kept from an earlier check, or ``read()`` now."""
+        with self._lock:
+            reading = self._reading.pop(key, None)
+        if reading is not None:
+            reading.join()
+        with self._lock:
+            kept = self._kept.get(key) if keep else self._kept.pop(key, None)
             if kept is None or time.monotonic() - kept[0] > self.max_age:
                 read_at = time.monotonic()
-                kept = self._kept[key] = (read_at, postgis.bucket_digests(partition))
+                kept = (read_at, read())
+                if keep:
+                    self._kept[key] = kept
             return kept[1]
+
+    def canonical(self, postgis: PostgisStore, partition: Partition | None = None) -> buckets.Digests:
+        part = partition or Partition.whole()
+        return self.get(f"canonical {part.label}", lambda: postgis.bucket_digests(partition))
+
+    def derived(self, store: str, side: DerivedSide) -> buckets.Digests:
+        return self.get(store, side.digests, keep=False)
 
 
 def bucket_compare(postgis: PostgisStore, side: DerivedSide, *, store: str, first_n: int = 10,
@@ -118,18 +153,22 @@ def bucket_compare(postgis: PostgisStore, side: DerivedSide, *, store: str, firs
                    derived: buckets.Digests | None = None, partition: Partition | None = None,
                    shared: SharedDigests | None = None) -> Diff:
     """Compare through bucket digests; merge id by id only the buckets that differ. ``canonical``, ``derived``:
-    digests the caller has already (one snapshot, several stores); ``shared``: canonical digests kept for the
-    comparisons of one check run. ``partition``: its buckets only, on both sides (given digests are cut to it
-    too)."""
+    digests the caller has already (one snapshot, several stores); ``shared``: the digests of a check run (read
+    early, the canonical ones kept for every store; ``store`` names the side). ``partition``: its buckets only,
+    on both sides (given digests are cut to it too)."""
     part = partition or Partition.whole()
+    read_canonical = shared.canonical if shared else lambda pg, p: pg.bucket_digests(p)
+
+    def read_derived() -> buckets.Digests:
+        return shared.derived(store, side) if shared else side.digests()
+
     if canonical is None:
-        read = shared or (lambda pg, p: pg.bucket_digests(p))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-buckets") as pool:
-            canonical_future = pool.submit(read, postgis, partition)  # both engines sum at the same time
-            derived = side.digests() if derived is None else derived
+            canonical_future = pool.submit(read_canonical, postgis, partition)  # both engines sum at the same time
+            derived = read_derived() if derived is None else derived
             canonical = canonical_future.result()
     elif derived is None:
-        derived = side.digests()
+        derived = read_derived()
     canonical, derived = part.only(canonical), part.only(derived)
     differing = buckets.differing(canonical, derived)
     if not differing:

@@ -21,6 +21,7 @@ from kfm_ops.partition import Partition, Slice
 from kfm_ops.settings import SERVICES, Settings
 
 if TYPE_CHECKING:  # the stores import their drivers when a check first uses one
+    from kfm_ops.buckets import Digests
     from kfm_ops.consistency import SharedDigests
     from kfm_ops.stores.cache import CacheStore
     from kfm_ops.stores.graph import GraphStore
@@ -99,6 +100,39 @@ def canonical_digests(kfm_settings: Settings) -> SharedDigests:
     return SharedDigests(min(60.0, kfm_settings.checks.max_freshness_lag_seconds))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _digests_early(request: pytest.FixtureRequest, kfm_settings: Settings, kfm_partition: Partition) -> None:
+    """When cross-store checks are in this run, start reading their bucket digests at once, each side in a thread
+    of its own (the engines hash while the checks before them run). Not with a read replica (a check waits for it
+    to catch up first) nor in an xdist worker (each would read them all)."""
+    section = kfm_settings.postgis
+    wanting = [set(getattr(item, "fixturenames", ())) for item in request.session.items]
+    wanting = [names for names in wanting if "canonical_digests" in names]
+    if section is None or section.replica_dsn or hasattr(request.config, "workerinput") or not wanting:
+        return
+    from kfm_ops.consistency import GraphSide, SearchSide
+    from kfm_ops.stores.postgis import PostgisStore
+
+    shared: SharedDigests = request.getfixturevalue("canonical_digests")
+    hub: ServiceHub = request.config.stash[HUB_KEY]
+
+    def canonical() -> Digests:  # on a connection of its own: the checks before it use the session's
+        store = PostgisStore(section, application_name="kfm-ops digests")
+        try:
+            return store.bucket_digests(kfm_partition)
+        finally:
+            store.close()
+
+    shared.read_early(f"canonical {kfm_partition.label}", canonical)
+    def search() -> Digests:
+        return SearchSide(hub.search(), _contracts.load("search", kfm_settings.contracts_dir)["alias"]).digests()
+
+    sides: dict[str, Callable[[], Digests]] = {"search": search, "graph": lambda: GraphSide(hub.graph()).digests()}
+    for store, read in sides.items():
+        if any(store in names for names in wanting):
+            shared.read_early(store, read)
+
+
 @pytest.fixture
 def canonical(postgis: PostgisStore, kfm_hub: ServiceHub) -> PostgisStore:
     """Where a check's heavy canonical reads go (streams, digests): the read replica
@@ -160,7 +194,7 @@ def content_slice(kfm_partition: Partition, postgis: PostgisStore, kfm_settings:
         return kfm_partition
     checks = kfm_settings.checks
     return content.scrub_slice(postgis.item_estimate(), checks.content_max_records, checks.content_slice_seconds,
-                               time.time(), postgis.id_sample)
+                               time.time(), postgis.id_sample, collated=postgis.ids_sort_bytewise())
 
 
 @pytest.fixture

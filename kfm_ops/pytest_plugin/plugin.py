@@ -26,6 +26,7 @@ from kfm_ops.pytest_plugin.fixtures import (  # noqa: F401 — registered as fix
     PARTITION_KEY,
     RUN_ID_KEY,
     SETTINGS_KEY,
+    _digests_early,
     cache,
     canonical,
     canonical_digests,

@@ -30,9 +30,11 @@ from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PUBLISHED_ITEMS, PostgisStore
 from kfm_ops.stores.search import SearchStore
 
+# counted from the dataset index alone (an index-only scan), then joined: not a join of every item row
 PER_DATASET_SQL = f"""
-SELECT d.id, count(i.id) FROM {PUBLISHED_DATASETS} d LEFT JOIN kfm.items i ON i.dataset_id = d.id
-GROUP BY d.id ORDER BY d.id
+SELECT d.id, coalesce(c.n, 0) FROM {PUBLISHED_DATASETS} d
+LEFT JOIN (SELECT dataset_id, count(*) AS n FROM kfm.items GROUP BY dataset_id) c ON c.dataset_id = d.id
+ORDER BY d.id
 """
 SYNC_HINTS = {"search": "kfm-maint sync --targets search", "graph": "kfm-maint sync --targets graph",
               "cache": "kfm-maint sync --targets cache"}
