@@ -490,9 +490,12 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
         full = big["reindex"]["seconds"]
         search = live["slot"]["search"]["seconds"]
         stores = sum(live["slot"][t]["seconds"] for t in ("search", "graph", "cache"))
+        two = sum(live["slot"][t]["seconds"] for t in ("search", "graph"))
         rows += [("sync of 1,000 changes ≤ 5 % of the full reindex: the search index (as pgsync syncs it), "
                   "by its change slot", f"{search:.2f} s ({search / full:.1%})", search / full <= 0.05),
-                 ("… search, graph and cache by slots", f"{stores:.2f} s ({stores / full:.1%})", stores / full <= 0.05),
+                 ("… search and graph by slots", f"{two:.2f} s ({two / full:.1%})", two / full <= 0.05),
+                 ("… search, graph and cache by slots (the cache's stats view is a materialized view of the "
+                  "contract, refreshed whole)", f"{stores:.2f} s ({stores / full:.1%})", stores / full <= 0.05),
                  ("… search, graph and cache by digests (no slots)",
                   f"{live['sync_seconds']:.1f} s ({live['sync_seconds'] / full:.1%})",
                   live["sync_seconds"] / full <= 0.05),

@@ -169,7 +169,7 @@ class CheckSettings(BaseModel):
     min_hit_ratio_blocks: int = Field(1_000, ge=0)  # below this many block accesses in the window it is noise
     max_lock_wait_seconds: float = Field(5.0, gt=0)  # shorter lock waits are normal
     max_freshness_lag_seconds: float = Field(3600, gt=0)
-    # the content checks read at most about this many items per run: a larger catalog is read a slice per run,
+    # the content checks read at most about this many items per run: a larger catalog is read one id range per run,
     # the slice the clock points at (one per content_slice_seconds: an hourly schedule reads it all every N runs);
     # 0: the whole catalog every run (kfm_ops/content.py, scrub_slice)
     content_max_records: int = Field(20_000, ge=0)

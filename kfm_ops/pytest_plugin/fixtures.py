@@ -93,8 +93,8 @@ def postgis(request: pytest.FixtureRequest) -> PostgisStore:
 
 @pytest.fixture(scope="session")
 def canonical_digests(kfm_settings: Settings) -> SharedDigests:
-    """The canonical bucket digests, read once for the cross-store checks of this run (kept up to a minute, never
-    longer than the freshness SLA)."""
+    """The bucket digests of this run's cross-store checks: read at its start, the canonical ones once for every
+    store (each used up to a minute after its read began, never longer than the freshness SLA)."""
     from kfm_ops.consistency import SharedDigests
 
     return SharedDigests(min(60.0, kfm_settings.checks.max_freshness_lag_seconds))
@@ -124,6 +124,7 @@ def _digests_early(request: pytest.FixtureRequest, kfm_settings: Settings, kfm_p
             store.close()
 
     shared.read_early(f"canonical {kfm_partition.label}", canonical)
+
     def search() -> Digests:
         return SearchSide(hub.search(), _contracts.load("search", kfm_settings.contracts_dir)["alias"]).digests()
 
