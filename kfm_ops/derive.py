@@ -54,6 +54,9 @@ LATERAL (SELECT i.id, i.dataset_id, i.title, i.body, ST_AsGeoJSON({_GEOMETRY}, 6
 ORDER BY i.id COLLATE "C"
 """
 
+# What a search document derives from: a row of neither changed, no document did.
+DOCUMENT_TABLES = ("kfm.items", "kfm.datasets")
+
 DATASETS_SQL = f"""
 SELECT id, title, license, publisher,
        encode(sha256(convert_to(concat_ws('|', id, title, license, publisher), 'UTF8')), 'hex') AS content_hash

@@ -16,6 +16,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -38,6 +39,20 @@ from kfm_ops.tls_settings import dsn_sslmode
 TLS_MODES = ("require", "verify-ca", "verify-full")
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 """PostgreSQL's SSLRequest message: the server answers one byte, ``S`` (TLS follows) or ``N``."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a snapshot stands in the history of some canonical tables: the oldest transaction it could not see
+    (its ``xmin``, a 64-bit xid) and how many rows each table held in it. :meth:`PostgisStore.unchanged_since`
+    tells from a later snapshot whether any of them changed in between."""
+
+    tables: tuple[str, ...]
+    xmin: int
+    rows: tuple[int, ...]
+
+
+XID_SPAN = 2**32
 
 
 class TlsNotOffered(ssl.SSLError):
@@ -289,6 +304,33 @@ class PostgisStore(Store[PostgisSettings]):
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             now = self.conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
             yield dated or now
+
+    def mark(self, tables: tuple[str, ...]) -> Mark:
+        """Inside :meth:`snapshot`: where it stands for ``tables`` (a few index-only counts)."""
+        found = self.one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                         + "".join(f", (SELECT count(*) FROM {table})" for table in tables))
+        return Mark(tables, int(found[0]), tuple(int(n) for n in found[1:]))
+
+    def unchanged_since(self, mark: Mark) -> bool:
+        """Inside a later :meth:`snapshot`: whether none of ``mark.tables`` changed since ``mark``'s snapshot.
+
+        Never a false yes. A row written after that snapshot was written by a transaction it could
+        not see, whose xid is not older than its ``xmin``: so no row version this snapshot sees may
+        carry such an xid (32-bit ``xmin`` values are placed by their distance below this snapshot's
+        ``xmax``: exact for every row not yet frozen, and a frozen row can only look newer, never
+        older), and every table must hold as many rows (a deletion alone leaves no row version). One
+        scan of each table's ``xmin`` — a fraction of a digest's md5 of every row.
+        """
+        xmax = int(self.scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
+        span = xmax - mark.xmin  # how far back a row's xid may lie and still be one the marked snapshot missed
+        if span >= XID_SPAN // 2:  # beyond what 32-bit xids tell apart: say changed
+            return False
+        newer = " + ".join(f"(SELECT count(*) FROM {table} WHERE "
+                           f"((%(top)s - xmin::text::bigint) %% {XID_SPAN} + {XID_SPAN}) %% {XID_SPAN} <= %(span)s)"
+                           for table in mark.tables)
+        found = self.one(f"SELECT {newer}" + "".join(f", (SELECT count(*) FROM {table})" for table in mark.tables),
+                         {"top": xmax % XID_SPAN, "span": span})
+        return int(found[0]) == 0 and tuple(int(n) for n in found[1:]) == mark.rows
 
     def export_snapshot(self) -> str:
         """The id of this store's snapshot (inside :meth:`snapshot`), for other sessions to join."""

@@ -18,12 +18,12 @@ from typing import Any
 from kfm_ops import changes, contracts, converge, log
 from kfm_ops.changes import Changes, ChangeSlot
 from kfm_ops.consistency import SearchSide, search_matches
-from kfm_ops.derive import grid_degrees, search_documents
+from kfm_ops.derive import DOCUMENT_TABLES, grid_degrees, search_documents
 from kfm_ops.digest import Digest
 from kfm_ops.errors import ActionFailed, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.interrupt import STOP
-from kfm_ops.stores.postgis import PostgisStore
+from kfm_ops.stores.postgis import Mark, PostgisStore
 from kfm_ops.stores.search import SearchStore
 from kfm_ops.stores.search.bulk import BUILD_SETTINGS, BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from kfm_ops.stores.search.indices import discard, mark, point_alias, prune, search_state
@@ -141,6 +141,7 @@ class ReindexSearch:
             client.indices.create(index=new, body=body)
             with reader.snapshot() as instant:  # build and verify against one view of the canonical store
                 total, _newest = reader.published_count()
+                built = reader.mark(DOCUMENT_TABLES)
                 if self.partitions > 1:
                     step = "partitions"
                     parts = self._coordinate(hub, reader, new, grid, run, total)
@@ -170,7 +171,7 @@ class ReindexSearch:
             step = "converge"
             slot = change_slot(hub, "search", write=True)
             slot = slot if slot is not None and slot.state().trusted else None  # else: the digests find them
-            rounds, instant = self._converge(reader, search, new, grid, loader, run, instant, slot)
+            rounds, instant, built = self._converge(reader, search, new, grid, loader, run, instant, built, slot)
             step = "replicas"
             self._replicate(search, new, d.replicas, run)
             mark(client, new, "verified", run.run_id)
@@ -196,7 +197,7 @@ class ReindexSearch:
         run.progress("search documents", loaded, total)
         # once more right after the swap: what was committed while the alias moved reaches the live index now
         with reader.snapshot() as instant:
-            after, told = self._round(reader, search, new, grid, loader, run, slot)
+            after, told, _here = self._round(reader, search, new, grid, loader, run, built, slot)
         if slot is not None and told is not None:  # the live index now holds what the slot named: it moves on
             slot.advance(told.advance_to)
         hub.postgis(write=True).record_watermark("search", instant, run.run_id)
@@ -230,26 +231,34 @@ class ReindexSearch:
                                "then re-run")
 
     def _round(self, reader: PostgisStore, search: SearchStore, index: str, grid: float, loader: BulkLoader,
-               run: RunContext, slot: ChangeSlot | None) -> tuple[converge.Converged, Changes | None]:
-        """One convergence of ``index`` with the reader's open snapshot: the ids the search store's change slot
-        names when it is trusted (what changed since the live index's last sync: a superset of what changed since
-        this build's snapshot, the rest compares equal and is not written), else the bucket digests."""
+               run: RunContext, since: Mark, slot: ChangeSlot | None,
+               ) -> tuple[converge.Converged, Changes | None, Mark]:
+        """One convergence of ``index`` with the reader's open snapshot (the index holds the snapshot ``since``
+        stands for, and what earlier rounds wrote): the ids the search store's change slot names when it is
+        trusted (what changed since the live index's last sync: a superset of what changed since this build's
+        snapshot, the rest compares equal and is not written); else nothing at all when no table a document
+        derives from changed since (:meth:`PostgisStore.unchanged_since`), else the bucket digests."""
+        started = time.monotonic()
+        here = reader.mark(DOCUMENT_TABLES)
+        if slot is None and reader.unchanged_since(since):
+            return converge.Converged(finding_s=time.monotonic() - started), None, here
         told = changes.told(reader, slot.control, slot) if slot is not None else None
         ids = told.follow(reader, SearchSide(search, index).datasets_present) if told is not None else None
         return converge.search(reader, search, index, grid, loader, action=self.name, checkpoint=run.checkpoint,
-                               ids=ids), told
+                               ids=ids), told, here
 
     def _converge(self, reader: PostgisStore, search: SearchStore, index: str, grid: float, loader: BulkLoader,
-                  run: RunContext, built_at: datetime, slot: ChangeSlot | None) -> tuple[list[int], datetime]:
+                  run: RunContext, built_at: datetime, built: Mark,
+                  slot: ChangeSlot | None) -> tuple[list[int], datetime, Mark]:
         """Bring the new index to newer snapshots until what changed meanwhile is little; fail when the
         canonical store changes faster than the rounds catch up (naming both rates)."""
         rounds: list[int] = []
-        previous = built_at
+        previous, since = built_at, built
         written = applied = 0.0
         for _ in range(MAX_ROUNDS):
             started = time.monotonic()
             with reader.snapshot() as instant:
-                done = self._round(reader, search, index, grid, loader, run, slot)[0]
+                done, _told, since = self._round(reader, search, index, grid, loader, run, since, slot)
             rounds.append(done.changes)
             writing_s = max(time.monotonic() - started - done.finding_s, 0.001)
             written = done.changes / max((instant - previous).total_seconds(), 0.001)
@@ -257,7 +266,7 @@ class ReindexSearch:
             log.get_logger().info("reindex.round", changes=done.changes, since_s=(instant - previous).total_seconds(),
                                   finding_s=round(done.finding_s, 3), writing_s=round(writing_s, 3))
             if rounds_done(rounds, written=written, applied=applied):
-                return rounds, instant
+                return rounds, instant, since
             previous = instant
         raise ActionFailed(self.name, "converge", f"still {rounds[-1]} changes after {len(rounds)} rounds "
                            f"({', '.join(map(str, rounds))}): the canonical store changes at ~{written:.0f}/s, the "
