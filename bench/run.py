@@ -245,6 +245,9 @@ def live_production(hub: ServiceHub) -> dict[str, Any]:
         by_slot = {t: kfm_maint("sync", "--targets", t, env=SLOTS) for t in ("search", "graph", "cache")}
         # the reindex again, its convergence rounds told what changed by the search slot (no pipeline running)
         reindex_by_slot = kfm_maint("reindex", "--targets", "search", "--force", env=SLOTS)
+        # 1,000 more changes, all three stores synced by one run, as an operator runs it
+        change_catalog(hub, RETIRING + "-3")
+        one_run = kfm_maint("sync", "--targets", "search,graph,cache", env=SLOTS)
     finally:
         owner = hub.postgis(write=True)
         owner.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE %s",
@@ -265,6 +268,7 @@ def live_production(hub: ServiceHub) -> dict[str, Any]:
     return {"changed": changed,
             "slot": {t: {"seconds": r["json"]["duration_s"], "rss_mib": r["rss_mib"], "counts": r["json"]["counts"]}
                      for t, r in by_slot.items()},
+            "slot_one_run": {"seconds": one_run["json"]["duration_s"], "rss_mib": one_run["rss_mib"]},
             "reindex_by_slot": {"seconds": reindex_by_slot["json"]["duration_s"],
                                 "documents": reindex_by_slot["json"]["counts"]["documents_loaded"],
                                 "rounds_found_by": reindex_by_slot["json"]["counts"].get("rounds_found_by")},
@@ -298,6 +302,7 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     load = kfm_maint("sample-data", "init", "--items", str(size))
     add_retiring_dataset(hub)
     add_retiring_dataset(hub, RETIRING + "-2")
+    add_retiring_dataset(hub, RETIRING + "-3")
     settle(hub)
     published = hub.postgis().scalar(f"SELECT count(*) FROM {PUBLISHED_ITEMS}")
     print(f"[bench] {size}: reindex (kfm-maint) and raw parallel_bulk", flush=True)
@@ -416,8 +421,10 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
             f"1,000 changed items ({CHANGED_UPDATES} updated, {CHANGED_DELETES} deleted, the {RETIRING_ITEMS} items "
             "of one dataset retired), then `kfm-maint sync` store by store told what changed by its change slot "
             "(`KFM_POSTGIS__CHANGE_SLOT`, logical decoding; the slots made and baselined by a sync before the "
-            "changes); then 1,000 more changes of the same kinds, synced into all three stores by the bucket "
-            "digests (no slots) — each against the full reindex of the search index alone. Then the full reindex "
+            "changes; the three runs' sum in the table); then the reindex by the search slot (no pipeline), and "
+            "1,000 more changes synced into all three stores by one run told by the slots (the goals); then 1,000 "
+            "more, synced into all three stores by the bucket digests (no slots) — each against the full reindex "
+            "of the search index alone. Then the full reindex "
             f"again while the stand-in pipeline (tests/pipeline.py) writes {PIPELINE_RATE} changes per second "
             "(updates, inserts, deletions).", "",
             "| items | search by slot s | / reindex | graph by slot s | cache s | 3 stores by slots s | / reindex | "
@@ -449,6 +456,15 @@ def rounds(live: dict[str, Any]) -> str:
     """The reindex's catch-up rounds, with the changes each applied."""
     applied = live["under_load_rounds"] or []
     return f"{len(applied)} ({', '.join(f'{n:,}' for n in applied)} changes)" if applied else "0"
+
+
+def one_run_row(live: dict[str, Any], full: float) -> list[tuple[str, str, bool]]:
+    """All three stores synced by their slots in one ``kfm-maint sync`` run (one start, lock and ledger row)."""
+    if "slot_one_run" not in live:
+        return []
+    seconds = live["slot_one_run"]["seconds"]
+    return [("… search, graph and cache by slots, one run (`kfm-maint sync --targets search,graph,cache`)",
+             f"{seconds:.2f} s ({seconds / full:.1%})", seconds / full <= 0.05)]
 
 
 def by_slot_ratio(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -494,8 +510,9 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
         rows += [("sync of 1,000 changes ≤ 5 % of the full reindex: the search index (as pgsync syncs it), "
                   "by its change slot", f"{search:.2f} s ({search / full:.1%})", search / full <= 0.05),
                  ("… search and graph by slots", f"{two:.2f} s ({two / full:.1%})", two / full <= 0.05),
-                 ("… search, graph and cache by slots (the cache's stats view is a materialized view of the "
-                  "contract, refreshed whole)", f"{stores:.2f} s ({stores / full:.1%})", stores / full <= 0.05),
+                 *one_run_row(live, full),
+                 ("… search, graph and cache by slots, three runs (the cache's stats view is a materialized view "
+                  "of the contract, refreshed whole)", f"{stores:.2f} s ({stores / full:.1%})", stores / full <= 0.05),
                  ("… search, graph and cache by digests (no slots)",
                   f"{live['sync_seconds']:.1f} s ({live['sync_seconds'] / full:.1%})",
                   live["sync_seconds"] / full <= 0.05),
@@ -509,7 +526,9 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
               "the refresh and flush, the alias swap and its gates and ledger; PostGIS, OpenSearch and the loader "
               "share the same 2 cores. Those costs are nearly fixed, so at the smaller catalogs (a second or two in "
               "all) the ratio is lower; the goals are stated for the largest catalog, where throughput is the "
-              "question."]
+              "question. OpenSearch's own bulk throughput varies by several percent from run to run (raw "
+              "parallel_bulk of the same 994,100 documents took 56.7 s, 63.5 s and 59.2 s in three runs of this "
+              "bench on this machine), so a ratio near 1 reads as 'as fast as the raw load'."]
     return lines
 
 
