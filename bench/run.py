@@ -482,7 +482,7 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
     big = max(results, key=lambda r: r["items"])
     ratio = big["reindex"]["docs_per_s"] / big["raw_bulk"]["docs_per_s"]
     speedup = big["graph"]["items_per_s"] / big["naive_graph"]["rows_per_s"]
-    rows = [
+    rows: list[tuple[str, str, bool | None]] = [
         ("smoke checks take a few seconds", f"{statistics.median(smoke):.1f} s", statistics.median(smoke) < 10),
         ("reindex ≥ 0.8× raw parallel_bulk", f"{ratio:.3f}×", ratio >= 0.8),
         *by_slot_ratio(big),
@@ -513,22 +513,23 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
                  *one_run_row(live, full),
                  ("… search, graph and cache by slots, three runs (the cache's stats view is a materialized view "
                   "of the contract, refreshed whole)", f"{stores:.2f} s ({stores / full:.1%})", stores / full <= 0.05),
-                 ("… search, graph and cache by digests (no slots)",
-                  f"{live['sync_seconds']:.1f} s ({live['sync_seconds'] / full:.1%})",
-                  live["sync_seconds"] / full <= 0.05),
+                 ("… search, graph and cache by digests (no slots: for comparison, not a goal)",
+                  f"{live['sync_seconds']:.1f} s ({live['sync_seconds'] / full:.1%})", None),
                  (f"reindex completes under a {PIPELINE_RATE} writes/s pipeline",
                   f"{live['under_load_seconds']:.0f} s, {rounds(live)}, {live['pipeline_errors']} pipeline errors",
                   live["pipeline_errors"] == 0)]
     lines = [f"## Goals, at {big['items']:,} items", "", "| goal | measured | met |", "|---|---:|:---:|"]
-    lines += [f"| {goal} | {value} | {'yes' if met else '**no**'} |" for goal, value, met in rows]
+    shown = {None: "–", True: "yes", False: "**no**"}
+    lines += [f"| {goal} | {value} | {shown[met]} |" for goal, value, met in rows]
     lines += ["", "Beyond the bulk load, the end-to-end reindex pays for the verify (a digest of every id and content "
               "hash, computed by the cluster and from the canonical stream at the same time), the catch-up scan, "
               "the refresh and flush, the alias swap and its gates and ledger; PostGIS, OpenSearch and the loader "
               "share the same 2 cores. Those costs are nearly fixed, so at the smaller catalogs (a second or two in "
               "all) the ratio is lower; the goals are stated for the largest catalog, where throughput is the "
-              "question. OpenSearch's own bulk throughput varies by several percent from run to run (raw "
-              "parallel_bulk of the same 994,100 documents took 56.7 s, 63.5 s and 59.2 s in three runs of this "
-              "bench on this machine), so a ratio near 1 reads as 'as fast as the raw load'."]
+              "question. OpenSearch's own bulk throughput varies from run to run (raw parallel_bulk of the same "
+              "994,100 documents has taken from 46.5 s to 63.5 s in the runs of this bench on this machine), so "
+              "each ratio compares two loads of the same run, and a ratio near 1 reads as 'as fast as the raw "
+              "load'."]
     return lines
 
 
