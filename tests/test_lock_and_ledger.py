@@ -96,8 +96,15 @@ def test_a_reset_control_connection_at_the_end_does_not_lose_the_record(owner_pg
             table.rollback()  # the run goes on, and waits again at its ledger end record
             _until(lambda: _waiting(owner_pg, pid, "UPDATE kfm_ops.audit_ledger"), proc,
                    "the run waits at its end record")
+            # reset_peer resets a link when data next flows through it, and a statement waiting on a lock
+            # gets nothing from the server until it answers: cancelling the wait makes it answer now
+            # (otherwise only the run's lock_timeout would, a race with this wait's own timeout).
+            # The toxic swallows that answer and resets the connection in its place.
             proxy.toxic("reset_peer", "downstream", timeout=0)
+            owner_pg.execute("SELECT pg_cancel_backend(%s)", (pid,))
             _until(lambda: "ledger.end_retry" in _stderr_so_far(proc), proc, "the run saw the reset", timeout=30)
+            retry = next(line for line in _stderr_so_far(proc).splitlines() if "ledger.end_retry" in line)
+            assert "connection failed" in retry and "cancel" not in retry.lower(), f"not the reset: {retry}"
             proxy.clear()
             row.rollback()
             out, err = proc.communicate(timeout=120)
