@@ -24,14 +24,19 @@ pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog", "_no_stra
 
 @pytest.fixture
 def _no_stray_index(search_writer: Any) -> Iterator[None]:
-    """After a killed run: a bulk request it had sent through the slow proxy may reach OpenSearch after the next
-    run discarded the half-built index, and auto-create it anew (default settings: one replica, no kfm _meta,
-    a yellow single-node cluster). Such an index is nobody's; later tests must not meet it."""
+    """After a killed run, a bulk request it had sent through the slow proxy may reach OpenSearch after the next
+    run discarded the half-built index. It goes through that index's writing alias (``require_alias``), so it
+    must fail there, not auto-create the index anew (one replica, no kfm _meta: a yellow single-node cluster).
+    A stray found fails the test, and is removed so that later tests do not meet it."""
     yield
     time.sleep(1.0)  # what the proxy still held has arrived
-    for name, body in search_writer.indices.get(index="kfm-items-v*").items():
-        if not body["mappings"].get("_meta", {}).get("kfm"):
-            search_writer.indices.delete(index=name, ignore_unavailable=True)
+    strays = [name for name, body in search_writer.indices.get(index="kfm-items-v*").items()
+              if not body["mappings"].get("_meta", {}).get("kfm")]
+    for name in strays:
+        search_writer.indices.delete(index=name, ignore_unavailable=True)
+    assert not strays, f"a late bulk request created {strays}"
+
+
 ALIAS = "kfm-items"
 
 

@@ -69,6 +69,10 @@ def test_search_state_versions_and_rollback_candidates() -> None:
     assert state.next_index == "kfm-items-v0004"
     assert state.verified() == ["kfm-items-v0003", "kfm-items-v0001"]
     assert state.version("kfm-items-vX") == -1
+    # a name in use that kfm-ops did not make (a stray, auto-created index) is skipped, never managed
+    stray = SearchState(state.alias, state.prefix, state.live, state.metas,
+                        frozenset([*state.metas, "kfm-items-v0007", "kfm-items-vbackup"]))
+    assert stray.next_index == "kfm-items-v0008" and "kfm-items-v0007" not in stray.verified()
 
 
 @pytest.mark.parametrize(("signature", "args"), [(_risk, ("extreme",)), (_proves, ("no-node-id",)),

@@ -5,6 +5,11 @@ first; ``in_flight`` requests at once keep the cluster's write threads busy whil
 next chunk is read from PostGIS (:func:`kfm_ops.pipeline.run_bounded`). Documents the
 cluster pushes back (429, per document or the whole request) are sent again with
 exponential backoff and jitter; any other rejection fails the load naming the document.
+
+Every request goes through the index's writing alias with ``require_alias``: the alias is
+deleted with its index, so a request that reaches the cluster after that (a killed run's,
+held up on the network) fails there instead of making a fresh index of that name, mapped by
+guess — which a cluster that auto-creates indices would do for a plain index name.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ BULK_ANSWER = "items.*.status,items.*.error"
 Document = tuple[str, str | None]  # (id, JSON text); no JSON: delete the document
 
 
+def writing_alias(index: str) -> str:
+    """The alias kfm-ops writes ``index`` through (see the module's docstring)."""
+    return f"kfm-ops-write.{index}"
+
+
 class BulkLoader:
     """Loads documents into ``index``; ``action`` names the run in failures."""
 
@@ -50,9 +60,18 @@ class BulkLoader:
         self.action = action
         self.batch_size = batch_size
         self.in_flight = in_flight
+        self._through: str | None = None
 
     def load(self, documents: Iterable[Document], on_done: Callable[[int], None] | None = None) -> int:
         """Send every document; return how many were loaded."""
+        if self._through is None:
+            # once per loader, and idempotent (partition workers share an index): an alias is only ever
+            # added to an index that exists, so a vanished one fails here, naming it
+            try:
+                self.client.indices.put_alias(index=self.index, name=writing_alias(self.index))
+            except ServiceError as exc:
+                raise self._gone() if exc.status == 404 else exc from None
+            self._through = writing_alias(self.index)
         return run_bounded(chunks(documents, self.batch_size, BULK_BYTES, size=lambda d: len(d[1] or "")),
                            self._send, in_flight=self.in_flight, name="kfm-bulk", on_done=on_done)
 
@@ -83,16 +102,23 @@ class BulkLoader:
                        else f'{{"delete":{{"_id":{quoted(item_id)}}}}}\n' for item_id, doc in pending)
         try:
             # per document only its status (and error): the full answer is ~10x the bytes to build and parse
-            items = self.client.bulk(index=self.index, body=body, params={"filter_path": BULK_ANSWER})["items"]
+            items = self.client.bulk(index=self._through, body=body,
+                                     params={"filter_path": BULK_ANSWER, "require_alias": "true"})["items"]
         except ServiceError as exc:
             if exc.fault == THROTTLED:  # the whole request refused (the transport's quick retries were not enough)
                 return pending
             raise
         outcomes = [(doc, item.get("index") or item["delete"]) for doc, item in zip(pending, items, strict=True)]
-        failed = [(doc[0], o) for doc, o in outcomes
-                  if o["status"] >= 300 and o["status"] != 429 and not (doc[1] is None and o["status"] == 404)]
+        # a delete's 404 without an error is a document already gone; with one, the index is gone
+        failed = [(doc[0], o) for doc, o in outcomes if o["status"] >= 300 and o["status"] != 429
+                  and not (doc[1] is None and o["status"] == 404 and "error" not in o)]
+        if any((o.get("error") or {}).get("type") == "index_not_found_exception" for _, o in failed):
+            raise self._gone()
         if failed:
             raise ActionFailed(self.action, "bulk", f"{len(failed)} documents rejected, first: "
                                f"{failed[0][0]}: {clip(str(failed[0][1].get('error')), 300)}")
         return [doc for doc, o in outcomes if o["status"] == 429]
 
+    def _gone(self) -> ActionFailed:
+        return ActionFailed(self.action, "bulk", f"search index {self.index} is gone: it was deleted while this "
+                            "run was writing to it", hint="re-run: the next run plans again from the indices there are")

@@ -23,6 +23,7 @@ class SearchState:
     prefix: str
     live: list[str]  # the indices the alias points at now
     metas: dict[str, dict[str, Any]]  # every versioned index -> its _meta.kfm
+    taken: frozenset[str] = frozenset()  # every index under the prefix, kfm-ops' or not
 
     def version(self, name: str) -> int:
         match = re.fullmatch(re.escape(self.prefix) + r"(\d+)", name)
@@ -30,7 +31,9 @@ class SearchState:
 
     @property
     def next_index(self) -> str:
-        return f"{self.prefix}{max([0, *map(self.version, self.metas)]) + 1:04d}"
+        """A version past every name in use: an index of that name made by hand, or by a stray request, never
+        blocks a rebuild (and is never managed)."""
+        return f"{self.prefix}{max([0, *map(self.version, self.metas), *map(self.version, self.taken)]) + 1:04d}"
 
     def verified(self) -> list[str]:
         """Verified (or live) indices, newest first."""
@@ -54,7 +57,7 @@ def search_state(client: OpenSearch, contract: dict[str, Any]) -> SearchState:
     alias, prefix = contract["alias"], contract["index_prefix"]
     live = sorted(client.indices.get_alias(name=alias)) if client.indices.exists_alias(name=alias) else []
     found = client.indices.get(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
-    return SearchState(alias, prefix, live, ours(prefix, found))
+    return SearchState(alias, prefix, live, ours(prefix, found), frozenset(found))
 
 
 def point_alias(client: OpenSearch, alias: str, live: list[str], target: str) -> None:
