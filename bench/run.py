@@ -306,9 +306,15 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     settle(hub)
     published = hub.postgis().scalar(f"SELECT count(*) FROM {PUBLISHED_ITEMS}")
     print(f"[bench] {size}: reindex (kfm-maint) and raw parallel_bulk", flush=True)
-    reindex = kfm_maint("reindex", "--targets", "search", "--force")
-    raw = measured([sys.executable, "-c", "from bench.run import raw_bulk_main; raw_bulk_main()"])
-    raw_json = json.loads(raw["stdout"].strip().splitlines()[-1])
+    # two of each, interleaved, the faster of each kept: one bulk load leaves work behind (OpenSearch merges,
+    # PostgreSQL's writes) that slows whichever load comes next, whatever it is
+    reindexes, raws = [], []
+    for _ in range(2):
+        reindexes.append(kfm_maint("reindex", "--targets", "search", "--force"))
+        raws.append(measured([sys.executable, "-c", "from bench.run import raw_bulk_main; raw_bulk_main()"]))
+    raw_runs = [json.loads(r["stdout"].strip().splitlines()[-1]) for r in raws]
+    reindex = min(reindexes, key=lambda r: r["json"]["duration_s"])
+    raw, raw_json = min(zip(raws, raw_runs, strict=True), key=lambda pair: pair[1]["seconds"])
     print(f"[bench] {size}: graph sync into an empty graph, and the naive loop", flush=True)
     while hub.graph(write=True).run("MATCH (i:Item) WITH i LIMIT 10000 DETACH DELETE i RETURN count(*) AS n")[0]["n"]:
         pass  # an empty graph, in bounded transactions
@@ -326,9 +332,11 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
         # seconds = the run as kfm-maint reports it (connect, gates, plan, lock, ledger, load, verify, swap);
         # the interpreter's start-up is process_seconds
         "reindex": {"seconds": reindex["json"]["duration_s"], "process_seconds": reindex["seconds"],
-                    "rss_mib": reindex["rss_mib"], "docs_per_s": published / reindex["json"]["duration_s"]},
+                    "rss_mib": reindex["rss_mib"], "docs_per_s": published / reindex["json"]["duration_s"],
+                    "runs": [r["json"]["duration_s"] for r in reindexes]},
         "raw_bulk": {"seconds": raw_json["seconds"], "rss_mib": raw["rss_mib"],
-                     "docs_per_s": raw_json["documents"] / raw_json["seconds"]},
+                     "docs_per_s": raw_json["documents"] / raw_json["seconds"],
+                     "runs": [r["seconds"] for r in raw_runs]},
         "graph": {"seconds": graph["json"]["duration_s"], "process_seconds": graph["seconds"],
                   "rss_mib": graph["rss_mib"], "items_per_s": published / graph["json"]["duration_s"],
                   "entities": entities, "entities_per_s": entities / graph["json"]["duration_s"]},
@@ -374,7 +382,11 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
            "(the limit), with the same index settings and request shape "
            f"({BULK_DOCS:,} documents / at most {BULK_BYTES // 2**20} MiB per request, {BULK_IN_FLIGHT} in flight). "
            "Each catalog is vacuumed and analyzed after its load, as a database in service is, before anything is "
-           "timed.",
+           "timed. Each side is loaded twice, interleaved (kfm-maint, raw, kfm-maint, raw), and the faster run of "
+           "each is shown: a bulk load leaves work behind that slows whichever load comes next."
+           + "".join(f" At {r['items']:,}: kfm-maint {' and '.join(f'{x:.1f}' for x in r['reindex']['runs'])} s, raw "
+                     f"{' and '.join(f'{x:.1f}' for x in r['raw_bulk']['runs'])} s."
+                     for r in results if "runs" in r["reindex"]),
            "", "| items | published | kfm-maint s | process s | kfm-maint docs/s | kfm-maint peak RSS | raw s | "
            "raw docs/s | raw peak RSS | ratio |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -527,7 +539,7 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
               "share the same 2 cores. Those costs are nearly fixed, so at the smaller catalogs (a second or two in "
               "all) the ratio is lower; the goals are stated for the largest catalog, where throughput is the "
               "question. OpenSearch's own bulk throughput varies from run to run (raw parallel_bulk of the same "
-              "994,100 documents has taken from 46.5 s to 63.5 s in the runs of this bench on this machine), so "
+              "994,100 documents has taken from 46.5 s to 64.4 s in the runs of this bench on this machine), so "
               "each ratio compares two loads of the same run, and a ratio near 1 reads as 'as fast as the raw "
               "load'."]
     return lines
