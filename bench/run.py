@@ -189,6 +189,23 @@ PIPELINE_RATE = 50
 SLOTS = {"KFM_POSTGIS__CHANGE_SLOT": "kfm_bench"}
 
 
+def merged(hub: ServiceHub, *, calm: float = 3.0, timeout: float = 300.0) -> float:
+    """Wait until the search cluster has run no merge for ``calm`` seconds (at most ``timeout``); return the wait.
+
+    A bulk load leaves its segments merging for a minute or more after it returns (throttled,
+    on the same two cores): whichever load is timed next would pay for the one before."""
+    client = hub.search().client
+    started = still = time.monotonic()
+    while time.monotonic() - started < timeout:
+        nodes = client.nodes.stats(metric="indices", index_metric="merge")["nodes"].values()
+        if any(n["indices"]["merges"]["current"] for n in nodes):
+            still = time.monotonic()
+        elif time.monotonic() - still >= calm:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def settle(hub: ServiceHub) -> None:
     """The catalog as a database in service has it: vacuumed and analyzed. Right after a bulk load of 1M rows,
     the first full read sets every row's hint bits (writing each page again) while autovacuum competes for the
@@ -306,11 +323,13 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     settle(hub)
     published = hub.postgis().scalar(f"SELECT count(*) FROM {PUBLISHED_ITEMS}")
     print(f"[bench] {size}: reindex (kfm-maint) and raw parallel_bulk", flush=True)
-    # two of each, interleaved, the faster of each kept: one bulk load leaves work behind (OpenSearch merges,
-    # PostgreSQL's writes) that slows whichever load comes next, whatever it is
+    # two of each, interleaved, each from a cluster done merging, the faster of each kept: a bulk load leaves
+    # work behind (OpenSearch merges, PostgreSQL's writes) that slows whichever load comes next
     reindexes, raws = [], []
     for _ in range(2):
+        print(f"[bench] {size}: waited {merged(hub):.0f} s for merges", flush=True)
         reindexes.append(kfm_maint("reindex", "--targets", "search", "--force"))
+        print(f"[bench] {size}: waited {merged(hub):.0f} s for merges", flush=True)
         raws.append(measured([sys.executable, "-c", "from bench.run import raw_bulk_main; raw_bulk_main()"]))
     raw_runs = [json.loads(r["stdout"].strip().splitlines()[-1]) for r in raws]
     reindex = min(reindexes, key=lambda r: r["json"]["duration_s"])

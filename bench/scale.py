@@ -32,7 +32,6 @@ from typing import Any
 from bench.partitions import change
 from bench.redact import splice
 from bench.run import default_catalog, kfm_maint, measured
-from kfm_ops.digest import Digest
 from kfm_ops.hub import ServiceHub
 from kfm_ops.partition import Partition
 from kfm_ops.settings import load_settings
@@ -43,8 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench.scale: start -->", "<!-- bench.scale: end -->"
 ALIAS = "kfm-items"
 STREAM = ("from kfm_ops.hub import ServiceHub; from kfm_ops.settings import load_settings; "
-          "from kfm_ops.digest import Digest; hub = ServiceHub(load_settings()); "
-          "print(Digest.of(hub.postgis().published_pairs()).count)")
+          "hub = ServiceHub(load_settings()); print(hub.postgis().published_digest().count)")
 
 
 def _timed(work: Callable[[], object], runs: int = 3) -> float:
@@ -78,7 +76,7 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
         "pg_buckets_s": _timed(pg.bucket_digests),
         "pg_partition_s": _timed(lambda: pg.bucket_digests(Partition(0, 4))),
         "pg_parallel_workers": parallel_workers(hub),
-        "pg_stream_s": _timed(lambda: Digest.of(pg.published_pairs())),
+        "pg_stream_s": _timed(pg.published_digest),
         "search_buckets_s": _timed(lambda: bucket_digests(client, ALIAS)),
         "search_digest_s": _timed(lambda: search_digest(client, ALIAS)),
         "graph_buckets_s": _timed(graph.bucket_digests),

@@ -278,7 +278,7 @@ def search_matches(postgis: PostgisStore, search: SearchStore, index: str, *, st
     names the missing, orphaned and stale ids.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-digest") as pool:
-        summed = pool.submit(lambda: canonical or Digest.of(postgis.published_pairs()))
+        summed = pool.submit(lambda: canonical or postgis.published_digest())
         derived = search_reading.search_digest(search.client, index)
         if summed.result() == derived:
             return Diff(store=store, first_n=first_n, compared=derived.count)

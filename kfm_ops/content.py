@@ -112,8 +112,8 @@ def search(postgis: PostgisStore, search: SearchStore, index: str, grid: float, 
     """Every document of ``index`` (of ``partition``) against the document the reindex would write now."""
 
     def expected(ids: list[str] | None = None) -> Iterator[tuple[str, Record]]:
-        return ((i, json.loads(doc)) for i, doc in derive.search_documents(postgis, grid, ids=ids,
-                                                                          partition=None if ids else partition))
+        return ((i, json.loads(doc)) for i, doc in derive.search_documents(
+            postgis, grid, ids=ids, partition=None if ids else partition, in_id_order=True))
 
     def reread(ids: list[str]) -> tuple[dict[str, Record], dict[str, Record]]:
         return dict(expected(ids)), search_reading.sources(search.client, index, ids)

@@ -51,8 +51,9 @@ LATERAL (SELECT i.id, i.dataset_id, i.title, i.body, ST_AsGeoJSON({_GEOMETRY}, 6
                 i.sensitivity = 'restricted' AS geometry_generalized, i.sensitivity,
                 i.start_datetime, i.end_datetime, i.content_hash, i.updated_at, {_SYNC}) doc
 {{extra}}
-ORDER BY i.id COLLATE "C"
+{{order}}
 """
+IN_ID_ORDER = 'ORDER BY i.id COLLATE "C"'
 
 # What a search document derives from: a row of neither changed, no document did.
 DOCUMENT_TABLES = ("kfm.items", "kfm.datasets")
@@ -122,11 +123,15 @@ def _params(grid: float, since: datetime | None, ids: list[str] | None, partitio
 
 
 def search_documents(postgis: PostgisStore, grid: float, *, since: datetime | None = None,
-                     ids: list[str] | None = None, batch: int = 5000,
-                     partition: Slice | None = None) -> Iterator[tuple[str, str]]:
-    """(id, search document as JSON text) of published items, built by PostGIS: no per-row Python JSON work."""
-    yield from postgis.stream(DOCUMENTS_SQL.format(extra=_only(since, ids, partition)),
-                              _params(grid, since, ids, partition), batch=batch)
+                     ids: list[str] | None = None, batch: int = 5000, partition: Slice | None = None,
+                     in_id_order: bool = False) -> Iterator[tuple[str, str]]:
+    """(id, search document as JSON text) of published items, built by PostGIS: no per-row Python JSON work.
+
+    A load takes them as the server reads them; ``in_id_order`` (for a sorted merge) costs a sort of
+    every document before the first one comes, about a quarter of the stream's server time at 1M.
+    """
+    query = DOCUMENTS_SQL.format(extra=_only(since, ids, partition), order=IN_ID_ORDER if in_id_order else "")
+    yield from postgis.stream(query, _params(grid, since, ids, partition), batch=batch)
 
 
 def graph_items(postgis: PostgisStore, grid: float, *, since: datetime | None = None, ids: list[str] | None = None,

@@ -33,11 +33,12 @@ class Digest:
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Digest:
         p1, p2 = PRIMES
+        both = p1 * p2  # one big-number reduction per string; (x % both) % p == x % p for each prime
         count = a = b = 0
         to_int = int.from_bytes  # hot loop: a million pairs at 1M items
         for item_id, content_hash in pairs:
-            i = to_int(item_id.encode("utf-16-be", "surrogatepass"), "big")
-            h = to_int(content_hash.encode("utf-16-be", "surrogatepass"), "big")
+            i = to_int(item_id.encode("utf-16-be", "surrogatepass"), "big") % both
+            h = to_int(content_hash.encode("utf-16-be", "surrogatepass"), "big") % both
             count += 1
             a += (i % p1) * (h % p1)
             b += (i % p2) * (h % p2)

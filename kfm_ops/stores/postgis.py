@@ -29,6 +29,7 @@ from psycopg.rows import RowFactory, dict_row, tuple_row
 
 from kfm_ops import transport
 from kfm_ops.buckets import BUCKET_SQL, H1_SQL, H2_SQL, Digests
+from kfm_ops.digest import Digest
 from kfm_ops.errors import UsageError
 from kfm_ops.identity import Identity
 from kfm_ops.partition import Partition
@@ -248,6 +249,12 @@ class PostgisStore(Store[PostgisSettings]):
             return
         yield from self.stream(f"SELECT id, content_hash FROM {PUBLISHED_ITEMS} WHERE {partition.where()} "
                                'ORDER BY id COLLATE "C"', batch=batch)
+
+    def published_digest(self, *, partition: Partition | None = None) -> Digest:
+        """The :class:`~kfm_ops.digest.Digest` of the published items (of ``partition``): the pairs streamed
+        in whatever order the server reads them (a digest is order-free; sorting a million ids is not)."""
+        where = partition.where() if partition is not None else "true"
+        return Digest.of(self.stream(f"SELECT id, content_hash FROM {PUBLISHED_ITEMS} WHERE {where}"))
 
     def bucket_digests(self, partition: Partition | None = None) -> Digests:
         """Per bucket of the published items (of ``partition``): (count, sum of h1, sum of h2), computed by

@@ -16,7 +16,6 @@ from typing import Any
 from kfm_ops import converge
 from kfm_ops.consistency import GraphSide
 from kfm_ops.derive import graph_items, search_documents
-from kfm_ops.digest import Digest
 from kfm_ops.errors import ActionFailed, KfmError
 from kfm_ops.hub import ServiceHub
 from kfm_ops.partition import Partition
@@ -116,7 +115,7 @@ class ReindexSearchPartition:
 
             with reader.joined(claimed.snapshot):
                 loaded = loader.load(search_documents(reader, grid, partition=part), on_done=batch_done)
-                digest = Digest.of(reader.published_pairs(partition=part))
+                digest = reader.published_digest(partition=part)
             if digest.count != loaded:
                 raise ActionFailed(self.name, "bulk", f"loaded {loaded} documents of partition {part.label} but "
                                    f"the snapshot holds {digest.count}", hint="re-run this partition")

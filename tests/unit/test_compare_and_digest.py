@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from kfm_ops.compare import compare
-from kfm_ops.digest import MOD, Digest
+from kfm_ops.digest import MOD, PRIMES, Digest
 
 
 def pairs(n: int, *, salt: str = "") -> list[tuple[str, str]]:
@@ -61,3 +61,19 @@ def test_every_kind_of_difference_changes_the_digest() -> None:
 def test_digest_sums_stay_below_the_modulus_and_handle_non_ascii() -> None:
     digest = Digest.of([("ä-ß-😀", "h" * 64), ("id", "")])
     assert 0 <= digest.a < MOD and 0 <= digest.b < MOD and digest.count == 2
+
+
+def test_digest_is_the_per_code_unit_arithmetic_the_cluster_runs() -> None:
+    # the painless aggregation reduces one UTF-16 code unit at a time; Digest.of reduces each string once
+    def residue(text: str, prime: int) -> int:
+        units = text.encode("utf-16-be", "surrogatepass")
+        value = 0
+        for k in range(0, len(units), 2):
+            value = (value * 65536 + int.from_bytes(units[k:k + 2], "big")) % prime
+        return value
+
+    found = [("ä-ß-😀", "h" * 64), ("id", ""), ("kfm-item-" + "9" * 40, "f" * 64), *pairs(50)]
+    p1, p2 = PRIMES
+    expected = Digest(len(found), sum(residue(i, p1) * residue(h, p1) for i, h in found) % MOD,
+                      sum(residue(i, p2) * residue(h, p2) for i, h in found) % MOD)
+    assert Digest.of(found) == expected
