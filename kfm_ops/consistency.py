@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -269,16 +269,17 @@ def pending(changed: datetime | None, *, watermark: datetime | None, now: dateti
 
 
 def search_matches(postgis: PostgisStore, search: SearchStore, index: str, *, store: str,
-                   first_n: int = 10, canonical: Digest | None = None) -> Diff:
+                   first_n: int = 10, canonical: Digest | Future[Digest] | None = None) -> Diff:
     """Compare a search index (or alias) with the canonical set: digests first, the merge on a mismatch.
 
-    The canonical digest (streamed from PostGIS, summed here; or given: a partitioned rebuild's
-    partitions each summed theirs) is computed in a thread while the cluster computes its own. Equal
-    digests give a clean Diff with ``compared`` = the count; a mismatch runs :func:`compare`, which
-    names the missing, orphaned and stale ids.
+    The canonical digest (streamed from PostGIS, summed here; or given, or under way: a partitioned
+    rebuild's partitions each summed theirs, a rebuild starts it before its refresh) is computed in a
+    thread while the cluster computes its own. Equal digests give a clean Diff with ``compared`` = the
+    count; a mismatch runs :func:`compare`, which names the missing, orphaned and stale ids.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-digest") as pool:
-        summed = pool.submit(lambda: canonical or postgis.published_digest())
+        summed = canonical if isinstance(canonical, Future) else pool.submit(
+            lambda: canonical or postgis.published_digest())
         derived = search_reading.search_digest(search.client, index)
         if summed.result() == derived:
             return Diff(store=store, first_n=first_n, compared=derived.count)

@@ -11,6 +11,7 @@ failure at any step deletes only the half-built index and names the step. The se
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -155,15 +156,21 @@ class ReindexSearch:
 
                     loaded = loader.load(search_documents(reader, grid), on_done=batch_done)
                 step = "refresh"
-                client.indices.put_settings(index=new, body={"index": {
-                    "refresh_interval": contract["settings"]["refresh_interval"], "translog.durability": "request"}})
-                client.indices.flush(index=new)
-                client.indices.refresh(index=new)
-                step = "verify"
-                combined = Digest.combine(Digest(*r["counts"]["digest"]) for r in parts) if self.partitions > 1 \
-                    else None
-                diff = search_matches(reader, search, new, store=f"search index {new}",
-                                      first_n=hub.settings.checks.first_n, canonical=combined)
+                with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kfm-verify") as pool:
+                    # the snapshot's digest needs no index: summed while the index is readied and digested
+                    canonical = Digest.combine(Digest(*r["counts"]["digest"]) for r in parts) \
+                        if self.partitions > 1 else pool.submit(reader.published_digest)
+                    client.indices.put_settings(index=new, body={"index": {
+                        "refresh_interval": contract["settings"]["refresh_interval"],
+                        "translog.durability": "request"}})
+                    client.indices.refresh(index=new)
+                    # durable before the swap: the flush is disk work, done beside the digests' CPU work
+                    flushed = pool.submit(client.indices.flush, index=new)
+                    step = "verify"
+                    diff = search_matches(reader, search, new, store=f"search index {new}",
+                                          first_n=hub.settings.checks.first_n, canonical=canonical)
+                    step = "refresh"
+                    flushed.result()
                 if not diff.clean:
                     raise ActionFailed(self.name, "verify", diff.summary(),
                                        hint="the new index differs from the snapshot it was built from; the live "
