@@ -81,6 +81,9 @@ class Neo4j(Service):
             "dbms.memory.transaction.total.max=256m\n"
             "db.tx_log.preallocate=false\n"
             "db.tx_log.rotation.size=64M\n"
+            # the default keeps 2 days of logs: a day of 1M-item loads left 30 GB, and the search node then
+            # refused replicas (disk above its 85 % watermark)
+            "db.tx_log.rotation.retention_policy=512M size\n"
             "dbms.security.auth_enabled=true\n"
             "dbms.usage_report.enabled=false\n"
         )
