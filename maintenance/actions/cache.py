@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kfm_ops import contracts
 from kfm_ops.derive import cache_summaries, summary_hash, summary_record
 from kfm_ops.hub import ServiceHub
 from kfm_ops.stores.cache import summary_key
-from kfm_ops.stores.postgis import PUBLISHED_DATASETS
+from kfm_ops.stores.postgis import PUBLISHED_DATASETS, PostgisStore
 from maintenance.action import Plan, RunContext
 
 
@@ -58,14 +59,25 @@ class CacheRebuild:
         )
 
     def apply(self, hub: ServiceHub, plan: Plan[CachePlan], run: RunContext) -> dict[str, Any]:
+        refreshed = self.refresh(hub.postgis(write=True), plan.details) if "stats" in self.targets else None
+        return self.complete(hub, run, refreshed)
+
+    @staticmethod
+    def refresh(conn: PostgisStore, details: CachePlan) -> datetime:
+        """Refresh the stats view on ``conn`` (an owner connection); return its watermark: the view reads a
+        snapshot taken after this instant. Safe on a connection of its own while other work runs."""
+        concurrently = "CONCURRENTLY " if details.populated else ""
+        with conn.transaction():
+            instant: datetime = conn.scalar("SELECT now()")
+            conn.execute(f"REFRESH MATERIALIZED VIEW {concurrently}kfm_cache.dataset_stats")
+        return instant
+
+    def complete(self, hub: ServiceHub, run: RunContext, refreshed: datetime | None) -> dict[str, Any]:
+        """After the view's refresh (``refreshed``: its watermark, None when not a target): record it and
+        rewrite the summaries that changed."""
         counts: dict[str, Any] = {}
-        control = hub.postgis(write=True)
-        if "stats" in self.targets:
-            concurrently = "CONCURRENTLY " if plan.details.populated else ""
-            with control.transaction():  # the refresh reads a snapshot taken after this instant: its watermark
-                instant = control.scalar("SELECT now()")
-                control.execute(f"REFRESH MATERIALIZED VIEW {concurrently}kfm_cache.dataset_stats")
-            control.record_watermark("cache", instant, run.run_id)
+        if refreshed is not None:
+            hub.postgis(write=True).record_watermark("cache", refreshed, run.run_id)
             counts["stats_refreshed"] = 1
         if "summaries" in self.targets:  # summaries come from the view: as fresh as its last refresh
             counts.update(self._summaries(hub, run))
@@ -76,7 +88,7 @@ class CacheRebuild:
         cache = hub.cache(write=True)
         redis = cache.client
         control = hub.postgis(write=True)
-        summaries = cache_summaries(control)  # the owner connection: it sees the view it just refreshed
+        summaries = cache_summaries(control)  # read after the refresh committed: they see the new view
         ttl = int(contract["summary_ttl_seconds"])
         changed = unchanged = 0
         watermark = None

@@ -8,13 +8,15 @@ new, lost or told a TRUNCATE takes once. Only those records are derived again an
 orphans (deleted items, items of unpublished or retired datasets) are deleted, and a second
 comparison proves the store equals the snapshot (for what it wrote).
 The graph also re-links items changed since its last sync (a changed link moves the item's
-``updated_at``). The cache's stats view is refreshed concurrently and its summaries rewritten
-where they changed. Each store's watermark becomes the snapshot's instant.
+``updated_at``). The cache's stats view is refreshed CONCURRENTLY (readers keep the old rows), on a
+connection of its own while the search and graph syncs run, then its summaries rewritten where they
+changed. Each store's watermark becomes the snapshot's instant.
 ``reindex`` stays the full blue/green rebuild (mapping changes, corruption, disaster recovery).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,6 +119,18 @@ class Sync:
         )
 
     def apply(self, hub: ServiceHub, plan: Plan[SyncPlan], run: RunContext) -> dict[str, Any]:
+        cache = CacheRebuild(targets=["stats", "summaries"]) if "cache" in self.targets else None
+        # The stats view's refresh is a whole-catalog aggregate on the PostgreSQL primary, while the search
+        # and graph syncs mostly wait on their stores: it runs beside them on an owner connection of its own.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-cache") as pool:
+            refreshing = (pool.submit(cache.refresh, hub.fresh_postgis_writer(), cache.plan(hub).details)
+                          if cache else None)
+            counts = self._search_and_graph(hub, plan, run)
+            if cache and refreshing:
+                counts["cache"] = cache.complete(hub, run, refreshing.result())
+        return counts
+
+    def _search_and_graph(self, hub: ServiceHub, plan: Plan[SyncPlan], run: RunContext) -> dict[str, Any]:
         counts: dict[str, Any] = {}
         reader = hub.canonical()  # the replica when configured: its snapshot's instant never outruns its replay
         control = hub.postgis(write=True)
@@ -161,9 +175,6 @@ class Sync:
                     self._consumed(slots, found, "graph", ids, counts, run)
         for store, instant in watermarks.items():
             control.record_watermark(store, instant, run.run_id)
-        if "cache" in self.targets:
-            cache = CacheRebuild(targets=["stats", "summaries"])
-            counts["cache"] = cache.apply(hub, cache.plan(hub), run)
         return counts
 
     @staticmethod
