@@ -10,6 +10,7 @@ digest comparison proves the store now equals the snapshot.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,18 +51,27 @@ class Converged:
 
 class Snapshot:
     """The canonical side of one snapshot (its ``partition``: a bucket range, else every bucket): its bucket
-    digests, computed once for every store synced to it."""
+    digests, computed once for every store synced to it — also when a second session joined to the snapshot
+    (:meth:`through`) reads for another store in another thread."""
 
     def __init__(self, reader: PostgisStore, partition: Partition | None = None) -> None:
         self.reader = reader
         self.partition = partition or Partition.whole()
-        self._digests: Digests | None = None
+        self._shared: dict[str, Digests] = {}
+        self._lock = threading.Lock()
 
     @property
     def digests(self) -> Digests:
-        if self._digests is None:
-            self._digests = self.reader.bucket_digests(self.partition)
-        return self._digests
+        with self._lock:  # the first asker computes them, through its own session; the other waits for them
+            if "digests" not in self._shared:
+                self._shared["digests"] = self.reader.bucket_digests(self.partition)
+            return self._shared["digests"]
+
+    def through(self, reader: PostgisStore) -> Snapshot:
+        """The same snapshot read through ``reader``, a session joined to it (:meth:`PostgisStore.joined`)."""
+        twin = Snapshot(reader, self.partition)
+        twin._shared, twin._lock = self._shared, self._lock
+        return twin
 
 
 def _differences(snapshot: Snapshot, side: SearchSide | GraphSide,

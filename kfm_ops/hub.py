@@ -117,6 +117,19 @@ class ServiceHub:
         primary's read store. Control, locks, ledger, watermarks and dating lookups stay on the primary."""
         return self.postgis_replica() or self.postgis()
 
+    def fresh_canonical(self) -> PostgisStore:
+        """A new connection where canonical reads go (the replica when configured), not the shared one: a second
+        reader, to join a snapshot the first exported."""
+        section = self.settings.postgis
+        if section is None:
+            raise NotConfigured("postgis")
+        from kfm_ops.stores.postgis import PostgisStore
+
+        primary = self.postgis() if section.replica_dsn else None
+        store = PostgisStore(section, primary=primary, application_name=self.application_name)
+        self._extra.append(store)
+        return store
+
     def fresh_postgis_writer(self) -> PostgisStore:
         """A new write connection to the canonical store, not the shared one (for a retry after a drop)."""
         section = self.settings.postgis

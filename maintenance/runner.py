@@ -19,7 +19,7 @@ from kfm_ops import identity, log, transport
 from kfm_ops.checkrun import verify_report
 from kfm_ops.errors import ActionFailed, ActionRefused, ExitCode, Interrupted, KfmError, ServiceError
 from kfm_ops.hub import ServiceHub
-from kfm_ops.interrupt import STOP
+from kfm_ops.interrupt import STOP, interrupted
 from kfm_ops.junit import write_junit
 from kfm_ops.metrics import ACTION_JOB, action_outcome, action_registry
 from kfm_ops.report import Report, write_json_atomically
@@ -33,7 +33,7 @@ from maintenance.output import Output
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:
     STOP.set()  # threads (bulk workers) stop too, not only the main thread
-    raise Interrupted("interrupted by SIGTERM", hint="the live state was left as it was; re-run to converge")
+    raise interrupted()
 
 
 @dataclass
@@ -57,13 +57,13 @@ def run(action: Action[Any], inv: Invocation) -> int:
     hub = ServiceHub(inv.settings, writes_allowed=not inv.intent.dry_run,
                      application_name=gates.application_name(inv.run_id, action.name))
     code = ExitCode.OK
-    interrupted = False
+    was_interrupted = False
     last_success: float | None = None
     try:
         code = _run(action, inv, hub, report)
     except KfmError as exc:
         code = exc.exit_code
-        interrupted = isinstance(exc, Interrupted)
+        was_interrupted = isinstance(exc, Interrupted)
         report.add(f"kfm-maint::{action.name}::error", "failed", 0.0, longrepr=str(exc))
         inv.out.error(exc)
     finally:
@@ -71,7 +71,7 @@ def run(action: Action[Any], inv: Invocation) -> int:
             last_success = _last_success(hub, action.name, inv.settings.environment_label)
         hub.close()
         report.kfm["exit_code"] = int(code)
-        report.kfm["outcome"] = action_outcome(int(code), interrupted)
+        report.kfm["outcome"] = action_outcome(int(code), was_interrupted)
         report.kfm["duration_s"] = round(time.monotonic() - started, 3)  # connect → plan → apply → verify
         document = report.to_dict(int(code))
         if inv.report_file:
@@ -206,7 +206,7 @@ def _verification(action: Action[Any], inv: Invocation) -> str:
 def _apply_error(action: Action[Any], exc: BaseException) -> KfmError:
     """What an apply that did not finish reports: ours as they are, a store's failure as a failed step."""
     if isinstance(exc, KeyboardInterrupt):
-        return Interrupted("interrupted", hint="the live state was left as it was; re-run to converge")
+        return interrupted("interrupted")
     if isinstance(exc, ServiceError):
         return ActionFailed(action.name, "apply", exc.message)
     if isinstance(exc, KfmError):

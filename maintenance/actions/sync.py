@@ -16,6 +16,8 @@ changed. Each store's watermark becomes the snapshot's instant.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +28,8 @@ from kfm_ops.changes import ChangeSlot, SlotState
 from kfm_ops.consistency import GraphSide, SearchSide, bucket_compare
 from kfm_ops.errors import ActionFailed
 from kfm_ops.hub import ServiceHub
+from kfm_ops.interrupt import stoppable
+from kfm_ops.stores.graph import GraphStore
 from kfm_ops.stores.search.bulk import BULK_DOCS, BULK_IN_FLIGHT, BulkLoader
 from kfm_ops.stores.search.indices import search_state
 from maintenance.action import Plan, RunContext
@@ -142,40 +146,65 @@ class Sync:
         if {"search", "graph"} & set(self.targets):
             grid = derive.grid_degrees(hub.policy(), hub.settings.contracts_dir)
             graph_since = control.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'graph'")
+            since = graph_since - TRANSACTION_MARGIN if graph_since else None
             with reader.snapshot() as instant:
                 snapshot = converge.Snapshot(reader)  # its digests: computed once for both stores
                 found = self._changes(reader, control, {t: slots[t] for t in trusted})
                 if self.partitions > 1:
-                    since = graph_since - TRANSACTION_MARGIN if graph_since else None
                     counts.update(self._coordinate(hub, snapshot, grid, since, plan.details.live_index, run))
                     watermarks.update({t: instant for t in ("search", "graph") if t in self.targets})
-                elif "search" in self.targets and plan.details.live_index:
-                    search = hub.search(write=True)
-                    loader = BulkLoader(search.client, plan.details.live_index, action=self.name,
-                                        batch_size=BULK_DOCS, in_flight=BULK_IN_FLIGHT)
-                    side = SearchSide(search, plan.details.live_index)
-                    ids = found["search"].follow(reader, side.datasets_present) if "search" in found else None
-                    counts["search"] = converge.search(reader, search, plan.details.live_index, grid, loader,
-                                                       action=self.name, checkpoint=run.checkpoint,
-                                                       snapshot=snapshot, ids=ids).as_dict()
-                    watermarks["search"] = instant
-                    self._consumed(slots, found, "search", ids, counts, run)
-                if "graph" in self.targets and self.partitions == 1:
-                    since = graph_since - TRANSACTION_MARGIN if graph_since else None
-                    told = found.get("graph")
-                    graph = hub.graph(write=True)
-                    ids = told.follow(reader, GraphSide(graph).datasets_present) if told else None
-                    counts["graph"] = converge.graph(reader, graph, grid, batch=self.batch,
-                                                     action=self.name, checkpoint=run.checkpoint,
-                                                     since=since, snapshot=snapshot, ids=ids,
-                                                     relink=sorted(told.items) if told else None,
-                                                     references=told.references if told and ids is not None
-                                                     else True).as_dict()
-                    watermarks["graph"] = instant
-                    self._consumed(slots, found, "graph", ids, counts, run)
+                else:
+                    synced = self._converge(hub, snapshot, found, slots, grid, since, plan.details.live_index, run)
+                    counts.update(synced)
+                    watermarks.update({t: instant for t in synced})
         for store, instant in watermarks.items():
             control.record_watermark(store, instant, run.run_id)
         return counts
+
+    def _converge(self, hub: ServiceHub, snapshot: converge.Snapshot, found: dict[str, changes.Changes],
+                  slots: dict[str, ChangeSlot], grid: float, since: datetime | None, live_index: str | None,
+                  run: RunContext) -> dict[str, Any]:
+        """Inside the open snapshot: search and graph converged to it at once — the graph in a thread, through a
+        second session joined to the snapshot (each sync mostly waits on its own store) — and each store's slot
+        moved on once that store is proven."""
+        counts: dict[str, Any] = {}
+        reader = snapshot.reader
+        with contextlib.ExitStack() as stack:
+            graph_job = None
+            if "graph" in self.targets:
+                twin = snapshot
+                if "search" in self.targets and live_index:
+                    second = hub.fresh_canonical()
+                    stack.enter_context(second.joined(reader.export_snapshot()))
+                    twin = snapshot.through(second)
+                pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-graph-sync"))
+                graph_job = pool.submit(self._graph, hub.graph(write=True), twin, found.get("graph"), grid, since,
+                                        stoppable(run.checkpoint))
+            if "search" in self.targets and live_index:
+                search = hub.search(write=True)
+                loader = BulkLoader(search.client, live_index, action=self.name,
+                                    batch_size=BULK_DOCS, in_flight=BULK_IN_FLIGHT)
+                side = SearchSide(search, live_index)
+                ids = found["search"].follow(reader, side.datasets_present) if "search" in found else None
+                counts["search"] = converge.search(reader, search, live_index, grid, loader,
+                                                   action=self.name, checkpoint=run.checkpoint,
+                                                   snapshot=snapshot, ids=ids).as_dict()
+                self._consumed(slots, found, "search", ids, counts, run)
+            if graph_job is not None:
+                counts["graph"], ids = graph_job.result()
+                self._consumed(slots, found, "graph", ids, counts, run)
+        return counts
+
+    def _graph(self, graph: GraphStore, snapshot: converge.Snapshot, told: changes.Changes | None, grid: float,
+               since: datetime | None, checkpoint: Callable[[], None]) -> tuple[dict[str, Any], list[str] | None]:
+        """The graph converged to ``snapshot`` (through its own session); with the ids a change slot named."""
+        reader = snapshot.reader
+        ids = told.follow(reader, GraphSide(graph).datasets_present) if told else None
+        result = converge.graph(reader, graph, grid, batch=self.batch, action=self.name, checkpoint=checkpoint,
+                                since=since, snapshot=snapshot, ids=ids,
+                                relink=sorted(told.items) if told else None,
+                                references=told.references if told and ids is not None else True)
+        return result.as_dict(), ids
 
     @staticmethod
     def _changes(reader: Any, control: Any, slots: dict[str, ChangeSlot]) -> dict[str, changes.Changes]:
