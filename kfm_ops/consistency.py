@@ -279,7 +279,7 @@ def search_matches(postgis: PostgisStore, search: SearchStore, index: str, *, st
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfm-digest") as pool:
         summed = canonical if isinstance(canonical, Future) else pool.submit(
-            lambda: canonical or postgis.published_digest())
+            lambda: canonical if canonical is not None else postgis.published_digest())
         derived = search_reading.search_digest(search.client, index)
         if summed.result() == derived:
             return Diff(store=store, first_n=first_n, compared=derived.count)

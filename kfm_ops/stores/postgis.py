@@ -242,13 +242,9 @@ class PostgisStore(Store[PostgisSettings]):
         return int(self.conn.info.backend_pid)
 
     # --- the store's own reading
-    def published_pairs(self, *, batch: int = 10_000, partition: Partition | None = None) -> Iterator[Pair]:
-        """(id, content_hash) of the published items (of ``partition``), in byte order of the ids, memory flat."""
-        if partition is None or partition.count == 1:
-            yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
-            return
-        yield from self.stream(f"SELECT id, content_hash FROM {PUBLISHED_ITEMS} WHERE {partition.where()} "
-                               'ORDER BY id COLLATE "C"', batch=batch)
+    def published_pairs(self, *, batch: int = 10_000) -> Iterator[Pair]:
+        """(id, content_hash) of the published items, in byte order of the ids, memory flat."""
+        yield from self.stream(PUBLISHED_PAIRS_SQL, batch=batch)
 
     def published_digest(self, *, partition: Partition | None = None) -> Digest:
         """The :class:`~kfm_ops.digest.Digest` of the published items (of ``partition``): the pairs streamed

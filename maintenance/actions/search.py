@@ -107,12 +107,12 @@ class ReindexSearch:
             steps=[] if up_to_date else [
                 f"create {new_index} (contract mapping, {primaries} primaries, no replicas, refresh off)",
                 *(["stream + bulk-load published items from one canonical snapshot",
-                   "refresh and verify every id + content hash against that snapshot"] if self.partitions == 1 else
+                   "refresh, verify every id + content hash against that snapshot, flush"] if self.partitions == 1 else
                   [f"export one canonical snapshot; wait (at most {self.partition_wait:g}s) for its "
                    f"{self.partitions} partitions: kfm-maint reindex --targets search --partition i/"
                    f"{self.partitions}, i = 0..{self.partitions - 1}",
-                   "refresh and verify every id + content hash against that snapshot (the partitions' digests "
-                   "combined)"]),
+                   "refresh, verify every id + content hash against that snapshot (the partitions' digests "
+                   "combined), flush"]),
                 "converge with the changes committed meanwhile (rounds on newer snapshots)",
                 f"raise replicas to {replicas} ({environment}) and wait for green "
                 f"(at most {search.section.green_timeout:g}s)",
@@ -169,7 +169,7 @@ class ReindexSearch:
                     step = "verify"
                     diff = search_matches(reader, search, new, store=f"search index {new}",
                                           first_n=hub.settings.checks.first_n, canonical=canonical)
-                    step = "refresh"
+                    step = "flush"  # a failed flush is named as its own step, not as the verify's
                     flushed.result()
                 if not diff.clean:
                     raise ActionFailed(self.name, "verify", diff.summary(),
