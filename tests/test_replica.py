@@ -65,27 +65,32 @@ def test_a_sync_from_a_lagging_replica_records_what_it_replayed(standby: Standby
                                                                 kfm_settings: Any) -> None:
     """Replay paused, then an item changes on the primary. A sync reading the replica cannot see the change: it
     records the replica's last replayed commit as its watermark (not the primary's clock), so the change stays
-    pending, not lost. Replay resumed, the next sync brings it and moves the watermark past it."""
+    pending, not lost. Replay resumed, the next sync brings it and moves the watermark past it. Search and graph
+    are synced at once, the graph through a second session joined to the snapshot exported on the standby."""
     item = owner_pg.scalar(f"SELECT id FROM {PUBLISHED_ITEMS} ORDER BY id LIMIT 1 OFFSET 30")
     env = {**standby.replica_env, "KFM_POSTGIS__REPLICA_MAX_WAIT": "2"}
-    assert kfm_maint("sync", "--targets", "search", "--no-verify", env=env).returncode == 0
+    assert kfm_maint("sync", "--targets", "search,graph", "--no-verify", env=env).returncode == 0
     standby.pause()
     try:
         changed_at, new_hash = _touch(owner_pg, item, " (replica proof)")
-        proc = kfm_maint("sync", "--targets", "search", "--no-verify", env=env)
+        proc = kfm_maint("sync", "--targets", "search,graph", "--no-verify", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "replica.behind" in proc.stderr
-        watermark = owner_pg.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'search'")
+        watermarks = dict(owner_pg.rows("SELECT store, watermark FROM kfm_ops.sync_watermarks "
+                                        "WHERE store IN ('search', 'graph')"))
         replayed = standby.replayed_at(_password(kfm_settings))
-        assert watermark == replayed < changed_at, (watermark, replayed, changed_at)
+        assert watermarks == {"search": replayed, "graph": replayed} and replayed < changed_at, \
+            (watermarks, replayed, changed_at)
         assert search_writer.get(index=ALIAS, id=item)["_source"]["content_hash"] != new_hash
         check = run_check(CON + "test_search_matches_canonical")  # from the primary: the change is pending
         assert check.outcome == "passed", check.message
     finally:
         standby.resume()
-    proc = kfm_maint("sync", "--targets", "search", "--no-verify", env=env)
+    proc = kfm_maint("sync", "--targets", "search,graph", "--no-verify", env=env)
     assert proc.returncode == 0 and "replica.behind" not in proc.stderr, proc.stdout + proc.stderr
-    assert owner_pg.scalar("SELECT watermark FROM kfm_ops.sync_watermarks WHERE store = 'search'") > changed_at
+    after = [w for (w,) in owner_pg.rows("SELECT watermark FROM kfm_ops.sync_watermarks "
+                                         "WHERE store IN ('search', 'graph')")]
+    assert len(after) == 2 and all(w > changed_at for w in after), (after, changed_at)
     assert search_writer.get(index=ALIAS, id=item)["_source"]["content_hash"] == new_hash
 
 
