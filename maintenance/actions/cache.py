@@ -69,6 +69,9 @@ class CacheRebuild:
         concurrently = "CONCURRENTLY " if details.populated else ""
         with conn.transaction():
             instant: datetime = conn.scalar("SELECT now()")
+            # one pass over the items, in parallel: JIT would compile the aggregate in every process for more
+            # than it saves (measured at 1M: 1.21-1.26 s without, 1.34-1.43 s with)
+            conn.execute("SET LOCAL jit = off")
             conn.execute(f"REFRESH MATERIALIZED VIEW {concurrently}kfm_cache.dataset_stats")
         return instant
 
