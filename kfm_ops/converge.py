@@ -49,29 +49,35 @@ class Converged:
         return {"compared": self.compared, "upserted": self.upserted, "deleted": self.deleted}
 
 
+class _Once:
+    """The snapshot's bucket digests, computed by whichever of its sessions asks first; the others wait."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.digests: Digests | None = None
+
+
 class Snapshot:
     """The canonical side of one snapshot (its ``partition``: a bucket range, else every bucket): its bucket
     digests, computed once for every store synced to it — also when a second session joined to the snapshot
     (:meth:`through`) reads for another store in another thread."""
 
-    def __init__(self, reader: PostgisStore, partition: Partition | None = None) -> None:
+    def __init__(self, reader: PostgisStore, partition: Partition | None = None, *, _once: _Once | None = None) -> None:
         self.reader = reader
         self.partition = partition or Partition.whole()
-        self._shared: dict[str, Digests] = {}
-        self._lock = threading.Lock()
+        self._once = _once or _Once()
 
     @property
     def digests(self) -> Digests:
-        with self._lock:  # the first asker computes them, through its own session; the other waits for them
-            if "digests" not in self._shared:
-                self._shared["digests"] = self.reader.bucket_digests(self.partition)
-            return self._shared["digests"]
+        once = self._once
+        with once.lock:
+            if once.digests is None:
+                once.digests = self.reader.bucket_digests(self.partition)
+            return once.digests
 
     def through(self, reader: PostgisStore) -> Snapshot:
         """The same snapshot read through ``reader``, a session joined to it (:meth:`PostgisStore.joined`)."""
-        twin = Snapshot(reader, self.partition)
-        twin._shared, twin._lock = self._shared, self._lock
-        return twin
+        return Snapshot(reader, self.partition, _once=self._once)
 
 
 def _differences(snapshot: Snapshot, side: SearchSide | GraphSide,

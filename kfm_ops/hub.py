@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from kfm_ops import log
 from kfm_ops.errors import ActionRefused, KfmError, NotConfigured, ServiceError
 from kfm_ops.faults import TRANSIENT
-from kfm_ops.settings import SERVICES, Settings
+from kfm_ops.settings import SERVICES, PostgisSettings, Settings
 from kfm_ops.stores import Store, store_class
 
 if TYPE_CHECKING:  # the stores import their drivers: only on first use
@@ -97,12 +97,10 @@ class ServiceHub:
         section = self.settings.postgis
         if section is None or not section.replica_dsn:
             return None
-        primary = self.postgis()  # the replica's snapshots are dated against it: open it first
+        primary = self.postgis()  # dates the replica's snapshots; opened first, outside the lock it takes
         with self._lock:
             if self._replica is None:
-                from kfm_ops.stores.postgis import PostgisStore
-
-                replica = PostgisStore(section, primary=primary, application_name=self.application_name)
+                replica = self._canonical_reader(section, primary)
                 try:
                     replica.ping()
                 except KfmError:
@@ -123,12 +121,16 @@ class ServiceHub:
         section = self.settings.postgis
         if section is None:
             raise NotConfigured("postgis")
-        from kfm_ops.stores.postgis import PostgisStore
-
-        primary = self.postgis() if section.replica_dsn else None
-        store = PostgisStore(section, primary=primary, application_name=self.application_name)
+        store = self._canonical_reader(section, self.postgis() if section.replica_dsn else None)
         self._extra.append(store)
         return store
+
+    def _canonical_reader(self, section: PostgisSettings, primary: PostgisStore | None) -> PostgisStore:
+        """A new read connection where canonical reads go: the replica when ``primary`` (dating its snapshots) is
+        given, else the primary's read role."""
+        from kfm_ops.stores.postgis import PostgisStore
+
+        return PostgisStore(section, primary=primary, application_name=self.application_name)
 
     def fresh_postgis_writer(self) -> PostgisStore:
         """A new write connection to the canonical store, not the shared one (for a retry after a drop)."""
