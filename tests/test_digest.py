@@ -16,8 +16,9 @@ from kfm_ops import contracts
 from kfm_ops.consistency import search_matches
 from kfm_ops.derive import search_documents
 from kfm_ops.digest import Digest
+from kfm_ops.errors import ServiceError
 from kfm_ops.hub import ServiceHub
-from kfm_ops.stores.search.reading import read_back_digest, search_digest
+from kfm_ops.stores.search.reading import datasets_present, read_back_digest, search_digest
 
 pytestmark = [pytest.mark.devstack, pytest.mark.usefixtures("catalog")]
 SCRATCH = "kfm-digest-scratch"
@@ -46,6 +47,18 @@ def test_python_aggregation_and_read_back_agree(owner_pg: Any, search_writer: An
     assert search_digest(search_writer, "kfm-items") == canonical
     assert read_back_digest(search_writer, "kfm-items") == canonical
     assert read_back_digest(search_writer, "kfm-items", parts=3, batch=97) == canonical  # page edges, 3 readers
+
+
+def test_datasets_present_names_exactly_the_datasets_with_documents(owner_pg: Any, search_writer: Any,
+                                                                     scratch: str) -> None:
+    datasets = sorted({r[0] for r in owner_pg.rows("SELECT DISTINCT dataset_id FROM kfm_ops.published_items")})
+    assert len(datasets) >= 2
+    assert datasets_present(search_writer, scratch, [*datasets, "no-such-dataset"]) == set(datasets)
+    search_writer.delete_by_query(index=scratch, body={"query": {"term": {"dataset_id": datasets[0]}}}, refresh=True)
+    assert datasets_present(search_writer, scratch, datasets) == set(datasets[1:])
+    assert datasets_present(search_writer, scratch, []) == set()
+    with pytest.raises(ServiceError, match="dataset lookups failed"):
+        datasets_present(search_writer, f"{scratch}-missing", datasets[:1])
 
 
 def test_multi_shard_index_is_read_in_id_order(owner_pg: Any, search_writer: Any, scratch: str) -> None:

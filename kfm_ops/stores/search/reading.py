@@ -177,12 +177,21 @@ def pairs_of(client: OpenSearch, index: str, ids: list[str]) -> list[Pair]:
 
 
 def datasets_present(client: OpenSearch, index: str, dataset_ids: list[str]) -> set[str]:
-    """Which of ``dataset_ids`` have at least one document in ``index``."""
-    found = client.search(index=index, body={"size": 0, "track_total_hits": False,
-                                             "query": {"terms": {"dataset_id": dataset_ids}},
-                                             "aggs": {"d": {"terms": {"field": "dataset_id",
-                                                                      "size": max(len(dataset_ids), 1)}}}})
-    return {b["key"] for b in found["aggregations"]["d"]["buckets"]}
+    """Which of ``dataset_ids`` have at least one document in ``index``: one query per dataset in one request,
+    each stopped at its first hit (an aggregation would visit every document of those datasets)."""
+    if not dataset_ids:
+        return set()
+    body: list[dict[str, Any]] = []
+    for dataset in dataset_ids:
+        body += [{"index": index}, {"size": 0, "terminate_after": 1, "track_total_hits": True,
+                                    "query": {"term": {"dataset_id": dataset}}}]
+    answers = client.msearch(body=body)["responses"]
+    failed = [(d, a["error"]) for d, a in zip(dataset_ids, answers, strict=True) if "error" in a]
+    if failed:
+        raise ServiceError("search", f"{index}/_msearch", BAD_REQUEST,
+                           f"{len(failed)} of {len(dataset_ids)} dataset lookups failed; first ({failed[0][0]}): "
+                           f"{failed[0][1]}")
+    return {d for d, a in zip(dataset_ids, answers, strict=True) if a["hits"]["total"]["value"] > 0}
 
 
 def dataset_ids(client: OpenSearch, index: str, ids: list[str]) -> dict[str, str]:
