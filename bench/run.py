@@ -175,18 +175,30 @@ def cache_under_reads(hub: ServiceHub) -> dict[str, Any]:
 AS_INSTALLED = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
-def consistency(size: int, *select: str) -> dict[str, Any]:
-    result = measured([sys.executable, "-m", "pytest", "opschecks/consistency", *select, "-q",
-                       "-p", "no:cacheprovider", "-p", "no:hypothesispytest"], env=AS_INSTALLED)
-    if result["code"] != 0:
-        raise SystemExit(f"consistency checks failed at {size}: {result['stdout'][-2000:]}")
-    return {"seconds": result["seconds"], "rss_mib": result["rss_mib"]}
+def consistency(hub: ServiceHub, size: int, *select: str) -> dict[str, Any]:
+    """The check run, whole process, RUNS times, each from a quiet machine: the fastest, the others beside it."""
+    times, rss = [], 0.0
+    for _ in range(RUNS):
+        quiet(hub)
+        result = measured([sys.executable, "-m", "pytest", "opschecks/consistency", *select, "-q",
+                           "-p", "no:cacheprovider", "-p", "no:hypothesispytest"], env=AS_INSTALLED)
+        if result["code"] != 0:
+            raise SystemExit(f"consistency checks failed at {size}: {result['stdout'][-2000:]}")
+        times.append(result["seconds"])
+        rss = max(rss, result["rss_mib"])
+    return {"seconds": min(times), "rss_mib": rss, "runs": times}
 
 
 RETIRING = "bench-retiring"
+# Each goal's step is timed RUNS times, each from a quiet machine, and the fastest run is kept (all are recorded and
+# shown): on 2 shared cores one run in several is slowed by what the machine does besides (the same code has taken
+# from 0.74x to 0.96x of the raw load across runs of this bench).
+RUNS = 3
+LOAD_ORDER = ("reindex", "raw", "raw", "reindex", "reindex", "raw")
 CHANGED_UPDATES, CHANGED_DELETES, RETIRING_ITEMS = 850, 100, 50
 PIPELINE_RATE = 50
 SLOTS = {"KFM_POSTGIS__CHANGE_SLOT": "kfm_bench"}
+ONE_RUN_RETIRING = [f"{RETIRING}-{n}" for n in range(3, 3 + RUNS)]  # a dataset to retire per one-run sync
 
 
 def _cpu() -> tuple[int, int]:
@@ -278,16 +290,16 @@ def live_production(hub: ServiceHub) -> dict[str, Any]:
             quiet(hub)
             by_slot[store] = kfm_maint("sync", "--targets", store, env=SLOTS)
         # the reindex again, its convergence rounds told what changed by the search slot (no pipeline running);
-        # twice, the faster kept, as the plain reindex is timed
+        # RUNS times, the fastest kept, as the plain reindex is timed
         by_slot_runs = []
-        for _ in range(2):
+        for _ in range(RUNS):
             quiet(hub)
             by_slot_runs.append(kfm_maint("reindex", "--targets", "search", "--force", env=SLOTS))
         reindex_by_slot = min(by_slot_runs, key=lambda r: r["json"]["duration_s"])
-        # 1,000 more changes, all three stores synced by one run, as an operator runs it; twice (two change
-        # sets), the faster kept
+        # 1,000 more changes, all three stores synced by one run, as an operator runs it; RUNS times (a change
+        # set each), the fastest kept
         one_runs = []
-        for retiring in (RETIRING + "-3", RETIRING + "-4"):
+        for retiring in ONE_RUN_RETIRING:
             change_catalog(hub, retiring)
             quiet(hub)
             one_runs.append(kfm_maint("sync", "--targets", "search,graph,cache", env=SLOTS))
@@ -348,17 +360,16 @@ def default_catalog() -> None:
 def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     print(f"[bench] {size} items: sample catalog", flush=True)
     load = kfm_maint("sample-data", "init", "--items", str(size))
-    add_retiring_dataset(hub)
-    add_retiring_dataset(hub, RETIRING + "-2")
-    add_retiring_dataset(hub, RETIRING + "-3")
-    add_retiring_dataset(hub, RETIRING + "-4")
+    for retiring in (RETIRING, RETIRING + "-2", *ONE_RUN_RETIRING):
+        add_retiring_dataset(hub, retiring)
     settle(hub)
     published = hub.postgis().scalar(f"SELECT count(*) FROM {PUBLISHED_ITEMS}")
     print(f"[bench] {size}: reindex (kfm-maint) and raw parallel_bulk", flush=True)
-    # two of each, each from a quiet machine, the faster of each kept; in the order reindex, raw, raw, reindex, so
-    # neither side always runs first after the catalog load (the first 1M loads have been the slowest, either side)
+    # RUNS of each, each from a quiet machine, the fastest of each kept; in the order reindex, raw, raw, reindex,
+    # reindex, raw, so neither side always runs first after the catalog load (the first 1M loads have been the
+    # slowest, either side) or always follows the other
     reindexes, raws = [], []
-    for step in ("reindex", "raw", "raw", "reindex"):
+    for step in LOAD_ORDER:
         quiet(hub)
         if step == "reindex":
             reindexes.append(kfm_maint("reindex", "--targets", "search", "--force"))
@@ -377,10 +388,8 @@ def one_size(hub: ServiceHub, size: int) -> dict[str, Any]:
     naive = naive_graph(hub, min(NAIVE_SAMPLE, published))
     print(f"[bench] {size}: cache rebuild under reads, consistency checks", flush=True)
     cache = cache_under_reads(hub)
-    quiet(hub)
-    check = consistency(size, "-k", "matches_canonical")
-    quiet(hub)
-    every_check = consistency(size)
+    check = consistency(hub, size, "-k", "matches_canonical")
+    every_check = consistency(hub, size)
     print(f"[bench] {size}: sync of 1,000 changes; reindex under a {PIPELINE_RATE} writes/s pipeline", flush=True)
     live = live_production(hub)
     return {
@@ -438,11 +447,13 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
            "(the limit), with the same index settings and request shape "
            f"({BULK_DOCS:,} documents / at most {BULK_BYTES // 2**20} MiB per request, {BULK_IN_FLIGHT} in flight). "
            "Each catalog is vacuumed and analyzed after its load, as a database in service is, before anything is "
-           "timed. Each side is loaded twice, in the order kfm-maint, raw, raw, kfm-maint (neither side always first "
-           "after the catalog load), and the faster run of "
-           "each is shown: a bulk load leaves work behind that slows whichever load comes next."
-           + "".join(f" At {r['items']:,}: kfm-maint {' and '.join(f'{x:.1f}' for x in r['reindex']['runs'])} s, raw "
-                     f"{' and '.join(f'{x:.1f}' for x in r['raw_bulk']['runs'])} s."
+           f"timed. Each side is loaded {RUNS} times, in the order "
+           f"{', '.join('kfm-maint' if step == 'reindex' else step for step in LOAD_ORDER)} (neither side always "
+           "first after the catalog load, or always after the other), and the fastest run of each is shown: a bulk "
+           "load leaves work behind that slows whichever load comes next, and one run in several is slowed by what "
+           "the machine does besides."
+           + "".join(f" At {r['items']:,}: kfm-maint {listed(r['reindex']['runs'])} s, raw "
+                     f"{listed(r['raw_bulk']['runs'])} s."
                      for r in results if "runs" in r["reindex"]),
            "", "| items | published | kfm-maint s | process s | kfm-maint docs/s | kfm-maint peak RSS | raw s | "
            "raw docs/s | raw peak RSS | ratio |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -480,7 +491,8 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
             "summaries from the canonical rows — every record up to 20,000 items, above that one scrub slice per "
             "run, 1/50 of the records at 1M, an id range: `KFM_CHECKS__CONTENT_MAX_RECORDS`): whole process each, "
             "as an installed kfm-ops runs (bytecode compiled, no dev-only pytest plugins). The run reads every "
-            "side's bucket digests at its start, concurrently, while the content checks work.", "",
+            "side's bucket digests at its start, concurrently, while the content checks work. Each is run "
+            f"{RUNS} times, the fastest shown (every run: `bench/results.json`).", "",
             "| items | matches_canonical s | peak RSS | whole directory s | peak RSS |", "|---:|---:|---:|---:|---:|"]
     for r in results:
         c, a = r["consistency"], r.get("consistency_all")
@@ -490,9 +502,9 @@ def render(results: list[dict[str, Any]], smoke: list[float], lines: list[str], 
             f"1,000 changed items ({CHANGED_UPDATES} updated, {CHANGED_DELETES} deleted, the {RETIRING_ITEMS} items "
             "of one dataset retired), then `kfm-maint sync` store by store told what changed by its change slot "
             "(`KFM_POSTGIS__CHANGE_SLOT`, logical decoding; the slots made and baselined by a sync before the "
-            "changes; the three runs' sum in the table); then the reindex by the search slot (no pipeline; twice), "
-            "and twice 1,000 more changes synced into all three stores by one run told by the slots (the goals; the "
-            "faster run in the table); then 1,000 "
+            "changes; the three runs' sum in the table); then the reindex by the search slot (no pipeline; "
+            f"{RUNS} times), and {RUNS} times 1,000 more changes synced into all three stores by one run told by the "
+            "slots (the goal; the fastest run in the goals); then 1,000 "
             "more, synced into all three stores by the bucket digests (no slots) — each against the full reindex "
             "of the search index alone. Then the full reindex "
             f"again while the stand-in pipeline (tests/pipeline.py) writes {PIPELINE_RATE} changes per second "
@@ -547,8 +559,14 @@ def by_slot_ratio(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
              f"{ratio:.3f}× ({timed['seconds']:.1f} s{runs_note(timed)})", ratio >= 0.8)]
 
 
+def listed(times: list[float]) -> str:
+    """``a, b and c``, in seconds to a tenth."""
+    shown = [f"{t:.1f}" for t in times]
+    return " and ".join([", ".join(shown[:-1]), shown[-1]]) if len(shown) > 1 else "".join(shown)
+
+
 def runs_note(timed: dict[str, Any]) -> str:
-    """The other runs of a step timed more than once (the faster is the one shown)."""
+    """The other runs of a step timed more than once (the fastest is the one shown)."""
     others = sorted(timed.get("runs", []))[1:]
     return f"; other run{'s' if len(others) > 1 else ''}: {', '.join(f'{s:.1f} s' for s in others)}" if others else ""
 
@@ -567,14 +585,15 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
         ("graph sync ≥ 10k entities/s", f"{big['graph'].get('entities_per_s', 0):,.0f} entities/s "
          f"({big['graph']['items_per_s']:,.0f} items/s)", big["graph"].get("entities_per_s", 0) >= 10_000),
         ("cache rebuild: zero failed reads", str(big["cache"]["failed"]), big["cache"]["failed"] == 0),
-        ("consistency checks (matches_canonical) ≤ 10 s", f"{big['consistency']['seconds']:.1f} s",
+        ("consistency checks (matches_canonical) ≤ 10 s",
+         f"{big['consistency']['seconds']:.1f} s{runs_note(big['consistency'])}",
          big["consistency"]["seconds"] <= 10),
         ("consistency checks peak RSS ≤ 300 MB", f"{big['consistency']['rss_mib']:.0f} MiB",
          big["consistency"]["rss_mib"] <= 286),
     ]
     every = big.get("consistency_all")
     if every:
-        rows += [("`pytest opschecks/consistency`, every check ≤ 10 s", f"{every['seconds']:.1f} s",
+        rows += [("`pytest opschecks/consistency`, every check ≤ 10 s", f"{every['seconds']:.1f} s{runs_note(every)}",
                   every["seconds"] <= 10),
                  ("… its peak RSS ≤ 300 MB", f"{every['rss_mib']:.0f} MiB", every["rss_mib"] <= 286)]
     live = big.get("live")
@@ -587,8 +606,10 @@ def goals(results: list[dict[str, Any]], smoke: list[float]) -> list[str]:
                   "by its change slot", f"{search:.2f} s ({search / full:.1%})", search / full <= 0.05),
                  ("… search and graph by slots", f"{two:.2f} s ({two / full:.1%})", two / full <= 0.05),
                  *one_run_row(live, full),
-                 ("… search, graph and cache by slots, three runs (the cache's stats view is a materialized view "
-                  "of the contract, refreshed whole)", f"{stores:.2f} s ({stores / full:.1%})", stores / full <= 0.05),
+                 ("… search, graph and cache by slots, one run per store, summed (for comparison, not a goal: the "
+                  "goal's command is the one run above; here three starts, locks and ledger rows, and the cache's "
+                  "stats view, a materialized view, refreshed whole in a run of its own, not beside the others)",
+                  f"{stores:.2f} s ({stores / full:.1%})", None),
                  ("… search, graph and cache by digests (no slots: for comparison, not a goal)",
                   f"{live['sync_seconds']:.1f} s ({live['sync_seconds'] / full:.1%})", None),
                  (f"reindex completes under a {PIPELINE_RATE} writes/s pipeline",
