@@ -1,8 +1,10 @@
 """Migration 010 redefines the stats view on a database that already holds it (every deployment but a fresh
-one): the same rows, the grants it had, filled only if it was filled."""
+one): the same rows, the grants it had, filled only if it was filled. Migration 011 rewrites kfm_ops.generalize
+so PostgreSQL inlines it: the same grid cell, and no function call left in the plans that use it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -64,3 +66,26 @@ def test_redefining_an_empty_stats_view_leaves_it_empty(owner_pg: PostgisStore) 
     owner_pg.execute(f"REFRESH MATERIALIZED VIEW {VIEW} WITH NO DATA")
     redefine(owner_pg)
     assert not populated(owner_pg)  # a first `cache rebuild` fills it, as on a fresh database
+
+
+@pytest.mark.parametrize(("wkt", "grid"), [
+    ("POINT(-97.33 38.27)", 0.1),  # west and north: floor goes away from zero on x, towards it on y
+    ("POINT(0.05 -0.05)", 0.1),
+    ("POLYGON((-101 37, -99.5 37, -99.5 38.5, -101 38.5, -101 37))", 0.5),  # the centroid's cell, not the bbox's
+    ("LINESTRING(-95.2 39.1, -94.6 39.9)", 1.0),
+])
+def test_generalize_is_the_grid_cell_holding_the_centroid(owner_pg: PostgisStore, wkt: str, grid: float) -> None:
+    x, y = owner_pg.rows("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_GeomFromText(%s, 4326)) AS c) s",
+                         (wkt,))[0]
+    west, south = math.floor(x / grid) * grid, math.floor(y / grid) * grid
+    cell = owner_pg.rows("SELECT ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g), ST_SRID(g), ST_NPoints(g) FROM "
+                         "(SELECT kfm_ops.generalize(ST_GeomFromText(%s, 4326), %s) AS g) s", (wkt, grid))[0]
+    assert cell == (west, south, west + grid, south + grid, 4326, 5)
+    assert owner_pg.scalar("SELECT kfm_ops.generalize(NULL, 0.1) IS NULL")
+
+
+def test_generalize_is_inlined_into_the_queries_that_call_it(owner_pg: PostgisStore) -> None:
+    plan = "\n".join(r[0] for r in owner_pg.rows(
+        "EXPLAIN VERBOSE SELECT kfm_ops.generalize(geom, 0.1) FROM kfm.items WHERE sensitivity = 'restricted'"))
+    assert "st_makeenvelope" in plan.lower()
+    assert "kfm_ops.generalize" not in plan, plan
